@@ -1,0 +1,45 @@
+"""The manifest: the JSON record that makes stored bytes a backup. Written last, never holds secrets."""
+
+import json
+import socket
+
+from ansible_collections.songmetrix.backup.plugins.module_utils.layout import iso_utc
+
+FORMAT_VERSION = 1
+
+
+def build_manifest(job, kind, timezone, source, artifact, started, finished, compression, stream=None, extra=None):
+    """The manifest dict; ``stream`` (a StreamResult) is None for a check-mode preview."""
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "job": job,
+        "engine": source.engine,
+        "database": source.database,
+        "format": getattr(source, "format", None) or source.extension,
+        "host": socket.gethostname(),
+        "kind": kind,
+        "timezone": timezone,
+        "started": iso_utc(started),
+        "finished": iso_utc(finished) if finished else None,
+        "duration_seconds": round((finished - started).total_seconds(), 3) if finished else None,
+        "artifact": artifact,
+        "raw_size": stream.raw_size if stream else None,
+        "stored_size": stream.stored_size if stream else None,
+        "compression": compression,
+        "encryption": None,
+        "sha256": stream.sha256 if stream else None,
+        "chunks": [],
+        "tool_version": source.tool_version,
+        "server_version": source.server_version,
+    }
+    if extra:
+        manifest.update(extra)
+    return manifest
+
+
+def encode(manifest):
+    return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def decode(data):
+    return json.loads(data.decode("utf-8"))

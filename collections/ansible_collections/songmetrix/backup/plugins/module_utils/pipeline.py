@@ -1,0 +1,265 @@
+"""The streaming path every backup takes: producer -> transforms -> sha256 -> writer.
+
+Nothing here holds more than a few chunks in memory and nothing spools to disk. The raw stream
+is relayed by a thread (to count it and run stream checks) into the first transform; the last
+transform's output is hashed and handed to the storage writer. Every stage's exit status is
+checked after the stream ends: a dump tool that died mid-stream fails the run even though the
+compressor behind it exited 0.
+"""
+
+import hashlib
+import os
+import subprocess
+import threading
+
+from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError
+from ansible_collections.songmetrix.backup.plugins.module_utils.procs import Child
+
+CHUNK_SIZE = 1024 * 1024
+
+
+class ProcessProducer(object):
+    """Raw bytes from a dump tool's stdout."""
+
+    def __init__(self, child, stderr_check=None):
+        self.child = child
+        self.stream = child.stdout
+        self._stderr_check = stderr_check
+
+    def abort(self):
+        self.child.kill()
+
+    def failure(self):
+        rc = self.child.wait()
+        if self.child.killed:
+            return None
+        message = self.child.failure(rc)
+        if message is None and self._stderr_check is not None:
+            # Some tools exit 0 after printing an error (pg_dump on some auth failures).
+            message = self._stderr_check(self.child.stderr_text())
+        return message
+
+
+class ThreadProducer(object):
+    """Raw bytes written by Python code (tar, SQLite copy) into a pipe from a worker thread."""
+
+    def __init__(self, name, write_fn):
+        self.name = name
+        self._write_fn = write_fn
+        self._error = None
+        self._aborted = False
+        read_fd, write_fd = os.pipe()
+        self.stream = os.fdopen(read_fd, "rb", buffering=0)
+        self._sink = os.fdopen(write_fd, "wb", buffering=CHUNK_SIZE)
+        self._thread = threading.Thread(target=self._run, name=name)
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _run(self):
+        try:
+            self._write_fn(self._sink)
+            self._sink.flush()
+        except BaseException as exc:  # reported by failure(), never lost in the thread
+            self._error = exc
+        finally:
+            try:
+                self._sink.close()
+            except OSError:
+                pass
+
+    def abort(self):
+        self._aborted = True
+        try:
+            self.stream.close()  # the writer then fails with EPIPE and stops
+        except OSError:
+            pass
+
+    def failure(self):
+        self._thread.join()
+        if self._error is None or self._aborted:
+            return None
+        if isinstance(self._error, BackupError):
+            return str(self._error)
+        return "%s failed: %s" % (self.name, self._error)
+
+
+class StreamCheck(object):
+    """Looks at the raw stream as it passes; ``finish`` returns an error message or None."""
+
+    def feed(self, chunk):
+        pass
+
+    def finish(self, raw_size):
+        return None
+
+
+class NonEmptyCheck(StreamCheck):
+    def __init__(self, what):
+        self.what = what
+
+    def finish(self, raw_size):
+        if raw_size == 0:
+            return "%s produced no data: an empty dump is not a backup" % self.what
+        return None
+
+
+class HeadCheck(StreamCheck):
+    """The stream must start with ``magic`` (e.g. pg_dump's custom format header)."""
+
+    def __init__(self, magic, what):
+        self.magic = magic
+        self.what = what
+        self._head = b""
+
+    def feed(self, chunk):
+        if len(self._head) < len(self.magic):
+            self._head += chunk[: len(self.magic) - len(self._head)]
+
+    def finish(self, raw_size):
+        if raw_size and not self._head.startswith(self.magic):
+            return "%s output does not start with %r: not a valid dump" % (self.what, self.magic)
+        return None
+
+
+class TailCheck(StreamCheck):
+    """The stream must end with ``marker`` near its end (mysqldump's '-- Dump completed')."""
+
+    def __init__(self, marker, what, window=512):
+        self.marker = marker
+        self.what = what
+        self.window = window
+        self._tail = b""
+
+    def feed(self, chunk):
+        self._tail = (self._tail + chunk[-self.window:])[-self.window:]
+
+    def finish(self, raw_size):
+        if raw_size and self.marker not in self._tail:
+            return "%s output does not end with %r: the dump is incomplete" % (
+                self.what,
+                self.marker.decode("ascii", "replace"),
+            )
+        return None
+
+
+class StreamResult(object):
+    def __init__(self, raw_size, stored_size, sha256):
+        self.raw_size = raw_size
+        self.stored_size = stored_size
+        self.sha256 = sha256
+
+
+def _spawn_chain(transforms):
+    """Start the transforms connected stdout->stdin; returns the children (first takes our input)."""
+    children = []
+    try:
+        upstream = subprocess.PIPE
+        for transform in transforms:
+            child = Child(transform.name, transform.argv, stdin=upstream)
+            if children:
+                children[-1].stdout.close()  # the next child holds it now
+            children.append(child)
+            upstream = child.stdout
+    except Exception:
+        for child in children:
+            child.kill()
+        raise
+    return children
+
+
+def stream(producer, transforms, writer, checks=()):
+    """Run one backup stream to ``writer``; returns a StreamResult or raises BackupError.
+
+    ``writer`` has write(bytes); committing or aborting it is the caller's job, so the caller
+    decides when a stored artifact becomes visible.
+    """
+    transforms = [t for t in transforms if t is not None]
+    checks = list(checks)
+    children = []
+    raw_size = [0]
+    relay_error = []
+    relay = None
+    digest = hashlib.sha256()
+    stored_size = 0
+    main_error = None
+
+    def feed_checks(chunk):
+        raw_size[0] += len(chunk)
+        for check in checks:
+            check.feed(chunk)
+
+    try:
+        children = _spawn_chain(transforms)
+    except BackupError:
+        producer.abort()
+        producer.failure()
+        raise
+
+    def relay_raw():
+        target = children[0].stdin
+        try:
+            while True:
+                chunk = producer.stream.read(CHUNK_SIZE)
+                if not chunk:
+                    break
+                feed_checks(chunk)
+                target.write(chunk)
+        except (OSError, ValueError) as exc:
+            # The transform went away; stop the producer so it does not block on a full pipe.
+            relay_error.append(exc)
+            producer.abort()
+        finally:
+            try:
+                target.close()
+            except OSError:
+                pass
+
+    try:
+        if children:
+            relay = threading.Thread(target=relay_raw, name="relay")
+            relay.daemon = True
+            relay.start()
+            out = children[-1].stdout
+        else:
+            out = producer.stream
+        while True:
+            chunk = out.read(CHUNK_SIZE)
+            if not chunk:
+                break
+            if not children:
+                feed_checks(chunk)
+            digest.update(chunk)
+            writer.write(chunk)
+            stored_size += len(chunk)
+    except BackupError as exc:
+        main_error = str(exc)
+    except (OSError, ValueError) as exc:
+        main_error = "writing the backup failed: %s" % (getattr(exc, "strerror", None) or exc)
+    if main_error is not None:
+        producer.abort()
+        for child in children:
+            child.kill()
+
+    if relay is not None:
+        relay.join()
+    problems = []
+    source_problem = producer.failure()
+    if source_problem:
+        problems.append(source_problem)
+    for child in children:
+        rc = child.wait()
+        if not child.killed:
+            message = child.failure(rc)
+            if message:
+                problems.append(message)
+    if main_error:
+        problems.append(main_error)
+    if not problems:
+        for check in checks:
+            message = check.finish(raw_size[0])
+            if message:
+                problems.append(message)
+                break
+    if problems:
+        raise BackupError("; ".join(problems))
+    return StreamResult(raw_size[0], stored_size, digest.hexdigest())

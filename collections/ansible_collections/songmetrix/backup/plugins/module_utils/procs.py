@@ -1,0 +1,163 @@
+"""Child processes: spawned from argv lists (never a shell), stderr drained, exit status kept.
+
+A dump tool's exit status and stderr decide whether its part of a run succeeded, whatever
+later stages did, so every child is wrapped here and waited for explicitly.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+
+from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
+
+STDERR_KEEP_BYTES = 64 * 1024
+
+
+def find_tool(name, executable=None, package_hint=None):
+    """Absolute path of a tool: ``executable`` when given, else ``name`` looked up on PATH."""
+    if executable:
+        if os.path.isfile(executable) and os.access(executable, os.X_OK):
+            return executable
+        raise ValidationError("executable %r does not exist or is not executable" % (executable,))
+    path = shutil.which(name)
+    if path is None:
+        hint = " (install %s)" % package_hint if package_hint else ""
+        raise ValidationError("%s was not found on PATH%s" % (name, hint))
+    return path
+
+
+def child_env(extra=None, drop=()):
+    """The environment for a child: ours, C messages (parsed below), plus ``extra``."""
+    env = dict(os.environ)
+    for key in drop:
+        env.pop(key, None)
+    env["LC_MESSAGES"] = "C"
+    env["LANGUAGE"] = "C"
+    if extra:
+        env.update({k: str(v) for k, v in extra.items() if v is not None})
+    return env
+
+
+class Child(object):
+    """One running child process whose stderr is collected in the background."""
+
+    def __init__(self, name, argv, env=None, stdin=None, stdout=subprocess.PIPE, pass_fds=(), cwd=None):
+        self.name = name
+        self.argv = list(argv)
+        self.killed = False
+        self._stderr = bytearray()
+        try:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=subprocess.PIPE,
+                env=env,
+                pass_fds=tuple(pass_fds),
+                close_fds=True,
+                cwd=cwd,
+            )
+        except OSError as exc:
+            raise BackupError("cannot start %s (%s): %s" % (name, self.argv[0], exc.strerror or exc))
+        self._stderr_thread = threading.Thread(target=self._drain_stderr, name="%s-stderr" % name)
+        self._stderr_thread.daemon = True
+        self._stderr_thread.start()
+
+    def _drain_stderr(self):
+        stream = self.proc.stderr
+        while True:
+            chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
+            if not chunk:
+                break
+            self._stderr.extend(chunk)
+            # Keep the head (first error) and the tail (last error) of a chatty tool.
+            if len(self._stderr) > 2 * STDERR_KEEP_BYTES:
+                del self._stderr[STDERR_KEEP_BYTES:-STDERR_KEEP_BYTES]
+        stream.close()
+
+    @property
+    def stdout(self):
+        return self.proc.stdout
+
+    @property
+    def stdin(self):
+        return self.proc.stdin
+
+    def stderr_text(self):
+        # Dump tools may print bytes in any encoding; results must be valid UTF-8.
+        return bytes(self._stderr).decode("utf-8", errors="replace").strip()
+
+    def wait(self, timeout=None):
+        rc = self.proc.wait(timeout=timeout)
+        self._stderr_thread.join(timeout=10)
+        return rc
+
+    def kill(self):
+        """Stop the child because another stage failed (its own failure is then not the cause)."""
+        if self.proc.poll() is None:
+            self.killed = True
+            try:
+                self.proc.send_signal(signal.SIGKILL)
+            except OSError:
+                pass
+
+    def failure(self, rc=None):
+        """A message describing how this child failed, or None when it exited 0."""
+        if rc is None:
+            rc = self.wait()
+        if rc == 0:
+            return None
+        if rc < 0:
+            how = "was killed by signal %d" % -rc
+        else:
+            how = "exited with status %d" % rc
+        err = last_lines(self.stderr_text())
+        return "%s %s%s" % (self.name, how, (": " + err) if err else "")
+
+
+def last_lines(text, count=6, width=2000):
+    """The end of a tool's stderr, enough to name the error without flooding the result."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    tail = "\n".join(lines[-count:])
+    return tail[-width:]
+
+
+def run_capture(name, argv, env=None, pass_fds=(), timeout=120):
+    """Run a short command (version probe, query) and return (rc, stdout text, stderr text)."""
+    try:
+        proc = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            pass_fds=tuple(pass_fds),
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise BackupError("%s did not answer within %d seconds" % (name, timeout))
+    except OSError as exc:
+        raise BackupError("cannot run %s (%s): %s" % (name, argv[0], exc.strerror or exc))
+    return (
+        proc.returncode,
+        proc.stdout.decode("utf-8", errors="replace"),
+        proc.stderr.decode("utf-8", errors="replace"),
+    )
+
+
+def secret_pipe(content):
+    """A pipe holding ``content`` for a child to read as /dev/fd/N; nothing touches the disk.
+
+    The caller passes the returned fd in ``pass_fds`` and closes it after the child started.
+    """
+    data = content.encode("utf-8")
+    if len(data) > 60000:  # must fit the pipe buffer, as nobody writes after the child starts
+        raise ValidationError("connection options are too large")
+    read_fd, write_fd = os.pipe()
+    try:
+        os.write(write_fd, data)
+    finally:
+        os.close(write_fd)
+    return read_fd

@@ -1,0 +1,169 @@
+"""MySQL and MariaDB source: mysqldump / mariadb-dump with credentials in an inherited pipe.
+
+The connection options, password included, are written to a pipe the child reads as
+``--defaults-extra-file=/dev/fd/N``: they never appear in argv and never touch the disk.
+"""
+
+import os
+
+from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
+from ansible_collections.songmetrix.backup.plugins.module_utils.pipeline import (
+    NonEmptyCheck,
+    ProcessProducer,
+    TailCheck,
+)
+from ansible_collections.songmetrix.backup.plugins.module_utils.procs import (
+    Child,
+    child_env,
+    find_tool,
+    last_lines,
+    run_capture,
+    secret_pipe,
+)
+from ansible_collections.songmetrix.backup.plugins.module_utils.validation import no_control_chars
+
+DUMP_TOOLS = {"mariadb": ("mariadb-dump", "mysqldump"), "mysql": ("mysqldump",)}
+CLIENT_TOOLS = {"mariadb": ("mariadb", "mysql"), "mysql": ("mysql",)}
+# ssl_mode (PostgreSQL's vocabulary, shared by all engines) -> option-file lines per client family.
+SSL_OPTIONS = {
+    "mysql": {
+        "disable": ["ssl-mode=DISABLED"],
+        "allow": ["ssl-mode=PREFERRED"],
+        "prefer": ["ssl-mode=PREFERRED"],
+        "require": ["ssl-mode=REQUIRED"],
+        "verify-ca": ["ssl-mode=VERIFY_CA"],
+        "verify-full": ["ssl-mode=VERIFY_IDENTITY"],
+    },
+    "mariadb": {
+        "disable": ["skip-ssl"],
+        "allow": [],
+        "prefer": [],
+        "require": ["ssl"],
+        "verify-ca": ["ssl", "ssl-verify-server-cert"],
+        "verify-full": ["ssl", "ssl-verify-server-cert"],
+    },
+}
+
+
+def option_value(value):
+    """Quote a value for a MySQL option file (backslash escapes inside double quotes)."""
+    text = str(value)
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"%s"' % escaped
+
+
+def defaults_file(params, family):
+    lines = ["[client]"]
+    for key, option in (("host", "host"), ("port", "port"), ("user", "user"), ("password", "password")):
+        value = params.get(key)
+        if value is not None and value != "":
+            lines.append("%s=%s" % (option, option_value(no_control_chars("source.%s" % key, value))))
+    if params.get("connect_timeout"):
+        lines.append("connect-timeout=%d" % int(params["connect_timeout"]))
+    if params.get("ssl_mode"):
+        lines.extend(SSL_OPTIONS[family][params["ssl_mode"]])
+    return "\n".join(lines) + "\n"
+
+
+def _first_tool(names, executable):
+    if executable:
+        return find_tool(names[0], executable)
+    for name in names[:-1]:
+        try:
+            return find_tool(name)
+        except ValidationError:
+            continue
+    return find_tool(names[-1], package_hint="mariadb-client or mysql-client")
+
+
+class MysqlSource(object):
+    extension = "sql"
+
+    def __init__(self, params, spool_dir, engine):
+        self.engine = engine
+        self.params = params
+        self.database = params.get("database")
+        if not self.database:
+            raise ValidationError("source.database is required for engine %s" % engine)
+        no_control_chars("source.database", self.database)
+        if params.get("format") or params.get("jobs") or params.get("include_schemas") or params.get("exclude_schemas"):
+            raise ValidationError("source.format, jobs, include_schemas and exclude_schemas are for postgresql only")
+        for table in (params.get("include") or []) + (params.get("exclude") or []):
+            no_control_chars("source table names", table)
+            if table.startswith("-"):
+                raise ValidationError("table name %r must not start with '-'" % table)
+        self.dump_tool = _first_tool(DUMP_TOOLS[engine], params.get("executable"))
+        sibling_names = CLIENT_TOOLS[engine]
+        siblings = [os.path.join(os.path.dirname(self.dump_tool), n) for n in sibling_names]
+        found = [s for s in siblings if os.access(s, os.X_OK)]
+        self.client_tool = found[0] if found else _first_tool(sibling_names, None)
+        # The option file dialect follows the client actually used, not the engine's name.
+        self.family = "mariadb" if "mariadb" in os.path.basename(self.dump_tool) or self._is_mariadb_client() else "mysql"
+        self.tool_version = None
+        self.server_version = None
+
+    def _is_mariadb_client(self):
+        rc, out, _ = run_capture("mysqldump", [self.dump_tool, "--version"])
+        return rc == 0 and "mariadb" in out.lower()
+
+    def _where(self):
+        p = self.params
+        return "%s:%s/%s" % (p.get("host") or "localhost", p.get("port") or 3306, self.database)
+
+    def _spawn_args(self, tool, extra):
+        fd = secret_pipe(defaults_file(self.params, self.family))
+        # --defaults-extra-file must come first on the command line.
+        return fd, [tool, "--defaults-extra-file=/dev/fd/%d" % fd] + extra
+
+    def preflight(self):
+        rc, out, err = run_capture("dump tool", [self.dump_tool, "--version"])
+        if rc != 0:
+            raise BackupError("%s --version failed: %s" % (self.dump_tool, last_lines(err or out)))
+        self.tool_version = out.strip()
+        fd, argv = self._spawn_args(self.client_tool, ["--batch", "--skip-column-names", "-e", "SELECT VERSION()",
+                                                        "--database=%s" % self.database])
+        try:
+            rc, out, err = run_capture("mysql client", argv, env=child_env(), pass_fds=(fd,),
+                                       timeout=int(self.params.get("connect_timeout") or 30) + 30)
+        finally:
+            os.close(fd)
+        if rc != 0:
+            raise BackupError("cannot connect to %s at %s: %s" % (self.engine, self._where(), last_lines(err or out)))
+        self.server_version = out.strip()
+        return {"tool_version": self.tool_version, "server_version": self.server_version}
+
+    def argv(self):
+        return self._dump_argv("N")
+
+    def _dump_argv(self, fd):
+        p = self.params
+        argv = [
+            self.dump_tool,
+            "--defaults-extra-file=/dev/fd/%s" % fd,
+            "--single-transaction",
+            "--routines",
+            "--triggers",
+            "--events",
+            "--hex-blob",
+            "--quick",
+            "--no-tablespaces",
+            "--default-character-set=utf8mb4",
+        ]
+        for table in p.get("exclude") or []:
+            argv.append("--ignore-table=%s.%s" % (self.database, table))
+        argv.append("--")
+        argv.append(self.database)
+        argv.extend(p.get("include") or [])
+        return argv
+
+    def stream_checks(self):
+        name = os.path.basename(self.dump_tool)
+        return [NonEmptyCheck(name), TailCheck(b"-- Dump completed", name)]
+
+    def open(self):
+        fd = secret_pipe(defaults_file(self.params, self.family))
+        try:
+            child = Child(os.path.basename(self.dump_tool), self._dump_argv(fd), env=child_env(), pass_fds=(fd,))
+        finally:
+            os.close(fd)
+        return ProcessProducer(child)

@@ -1,0 +1,31 @@
+"""Pick the source implementation for ``source.engine``.
+
+A source has: engine, database, extension, tool_version, server_version; preflight()
+(connect and read versions, raising on any problem), argv() (the dump command, for check mode),
+stream_checks() and open() (a pipeline producer).
+"""
+
+from ansible_collections.songmetrix.backup.plugins.module_utils.errors import ValidationError
+
+ENGINES = ("postgresql", "mysql", "mariadb", "sqlite", "files")
+
+
+def make_source(params, spool_dir):
+    engine = params.get("engine")
+    if engine == "postgresql":
+        from ansible_collections.songmetrix.backup.plugins.module_utils.source_postgresql import PostgresqlSource
+
+        return PostgresqlSource(params, spool_dir)
+    if engine in ("mysql", "mariadb"):
+        from ansible_collections.songmetrix.backup.plugins.module_utils.source_mysql import MysqlSource
+
+        return MysqlSource(params, spool_dir, engine)
+    if engine == "sqlite":
+        from ansible_collections.songmetrix.backup.plugins.module_utils.source_sqlite import SqliteSource
+
+        return SqliteSource(params, spool_dir)
+    if engine == "files":
+        from ansible_collections.songmetrix.backup.plugins.module_utils.source_files import FilesSource
+
+        return FilesSource(params, spool_dir)
+    raise ValidationError("source.engine must be one of %s, not %r" % (", ".join(ENGINES), engine))

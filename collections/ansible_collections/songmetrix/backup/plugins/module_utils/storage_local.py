@@ -1,0 +1,126 @@
+"""Local-directory storage: artifacts written to a temporary name, fsynced, then linked into place."""
+
+import errno
+import os
+
+from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
+
+FILE_MODE = 0o600
+DIR_MODE = 0o750
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _oserror_text(exc):
+    return exc.strerror or str(exc)
+
+
+class LocalArtifactWriter(object):
+    """Writes one artifact under a hidden temporary name; commit() makes it visible atomically."""
+
+    def __init__(self, final_path):
+        self.final_path = final_path
+        directory, name = os.path.split(final_path)
+        self.temp_path = os.path.join(directory, ".%s.partial-%d" % (name, os.getpid()))
+        self._fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+
+    def write(self, data):
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(self._fd, view)
+            except OSError as exc:
+                raise BackupError("writing %s failed: %s" % (self.final_path, _oserror_text(exc)))
+            view = view[written:]
+
+    def commit(self):
+        try:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+            # link() refuses to replace an existing file, unlike rename(): a backup is never overwritten.
+            os.link(self.temp_path, self.final_path)
+            os.unlink(self.temp_path)
+            _fsync_dir(os.path.dirname(self.final_path))
+        except OSError as exc:
+            self.abort()
+            if exc.errno == errno.EEXIST:
+                raise BackupError("%s already exists; a stored backup is never overwritten" % self.final_path)
+            raise BackupError("storing %s failed: %s" % (self.final_path, _oserror_text(exc)))
+
+    def abort(self):
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+        try:
+            os.unlink(self.temp_path)
+        except OSError:
+            pass
+
+
+class LocalStorage(object):
+    type = "local"
+
+    def __init__(self, path):
+        if not path or not os.path.isabs(path):
+            raise ValidationError("storage.path must be an absolute directory path, not %r" % (path,))
+        self.root = os.path.normpath(path)
+
+    def location(self, key):
+        return os.path.join(self.root, *key.split("/"))
+
+    def preflight(self, create):
+        """Prove the root is a writable directory (creating it unless ``create`` is false)."""
+        if os.path.exists(self.root) and not os.path.isdir(self.root):
+            raise ValidationError("storage.path %s exists and is not a directory" % self.root)
+        if not create:
+            existing = self.root
+            while not os.path.exists(existing):
+                existing = os.path.dirname(existing)
+            if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+                raise ValidationError("storage.path %s cannot be created or written (%s)" % (self.root, existing))
+            return
+        try:
+            os.makedirs(self.root, DIR_MODE, exist_ok=True)
+            probe = os.path.join(self.root, ".songmetrix-probe-%d" % os.getpid())
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise ValidationError("storage.path %s is not writable: %s" % (self.root, _oserror_text(exc)))
+
+    def exists(self, key):
+        return os.path.lexists(self.location(key))
+
+    def open_writer(self, key):
+        path = self.location(key)
+        try:
+            os.makedirs(os.path.dirname(path), DIR_MODE, exist_ok=True)
+            return LocalArtifactWriter(path)
+        except OSError as exc:
+            raise BackupError("cannot write to %s: %s" % (os.path.dirname(path), _oserror_text(exc)))
+
+    def put_small(self, key, data):
+        """Write a small object (a manifest) atomically: temp name, fsync, rename, fsync dir."""
+        writer = self.open_writer(key)
+        try:
+            writer.write(data)
+        except BackupError:
+            writer.abort()
+            raise
+        writer.commit()
+
+    def delete(self, key):
+        try:
+            os.unlink(self.location(key))
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,54 @@
+"""Checks on user input that must pass before any process starts or any byte is written."""
+
+import re
+
+from ansible_collections.songmetrix.backup.plugins.module_utils.errors import ValidationError
+
+JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# One storage prefix segment: the same alphabet as job names; '..' and empty segments are refused.
+PREFIX_SEGMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+def job_name(name):
+    if not isinstance(name, str) or not JOB_NAME_RE.match(name):
+        raise ValidationError(
+            "job name %r is not valid: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            % (name,)
+        )
+    return name
+
+
+def storage_prefix(prefix):
+    """Normalise a storage prefix ('a/b', '/a/b/', '' all allowed) or refuse it."""
+    if prefix is None:
+        return ""
+    parts = [p for p in str(prefix).strip("/").split("/") if p != ""]
+    for part in parts:
+        if not PREFIX_SEGMENT_RE.match(part) or part in (".", ".."):
+            raise ValidationError(
+                "storage prefix %r is not valid: each '/'-separated part must be letters, digits, '.', '_' or '-' "
+                "and must not be '.' or '..'" % (prefix,)
+            )
+    return "/".join(parts)
+
+
+def timezone_name(name):
+    try:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    except ImportError:  # pragma: no cover - Python < 3.9 targets are not supported
+        raise ValidationError("the zoneinfo module (Python >= 3.9) is needed to check timezone %r" % (name,))
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError("unknown timezone %r: use an IANA name such as UTC or Europe/Berlin" % (name,))
+    return name
+
+
+def no_control_chars(label, value):
+    """Refuse NUL and newlines in values that end up in argv or option files."""
+    if value is None:
+        return value
+    text = str(value)
+    if any(ch in text for ch in ("\x00", "\n", "\r")):
+        raise ValidationError("%s must not contain NUL or line breaks" % label)
+    return value

@@ -1,0 +1,224 @@
+#!/usr/bin/python
+# Copyright: songmetrix engineering
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+module: dump
+short_description: Stream a database or directory backup to storage, with a manifest
+version_added: 0.1.0
+description:
+  - Runs the engine's dump tool and streams its output through a compressor and a SHA-256 hash
+    into storage, with no temporary file of the dump's size (PostgreSQL directory format and SQLite
+    aside, see O(spool_dir)).
+  - The artifact is written under a temporary name, flushed to disk and then made visible; the
+    manifest (JSON) is written after it. A failed run leaves neither.
+  - Every stage's exit status counts. A dump tool that dies mid-stream, an error printed by
+    C(pg_dump), a C(mysqldump) stream without its C(-- Dump completed) footer, or an empty dump
+    fails the task.
+  - C(pg_dump) older than the PostgreSQL server is refused with both versions named.
+author:
+  - songmetrix engineering
+extends_documentation_fragment:
+  - songmetrix.backup.source
+  - songmetrix.backup.storage
+  - songmetrix.backup.compression
+options:
+  job:
+    description:
+      - Name of the backup job; names the folder and the files of its backups.
+      - 1-100 letters, digits, C(.), C(_) or C(-), starting with a letter or digit.
+    type: str
+    required: true
+  kind:
+    description:
+      - C(scheduled) backups are subject to retention; C(manual) ones are stored under
+        C(<job>/manual/) and never pruned unless asked.
+    type: str
+    default: scheduled
+    choices: [scheduled, manual]
+  timezone:
+    description:
+      - IANA timezone of the job, recorded in the manifest; retention periods are computed in it.
+    type: str
+    default: UTC
+  spool_dir:
+    description:
+      - Directory for the temporary files that cannot be avoided, the SQLite online copy and the
+        PostgreSQL directory-format dump; the system temporary directory when omitted.
+    type: path
+attributes:
+  check_mode:
+    support: full
+    details: Validates the options, connects to the source, checks the storage and returns the key
+      and manifest the backup would get, without dumping or writing.
+  diff_mode:
+    support: none
+notes:
+  - The password of a PostgreSQL source is passed in E(PGPASSWORD); for MySQL and MariaDB the
+    connection options go through a pipe read as C(--defaults-extra-file=/dev/fd/N).
+  - Backup files are created with mode C(0600), directories with C(0750).
+seealso:
+  - name: Architecture
+    description: Pipeline, storage layout and manifest fields.
+    link: https://github.com/songmetrix/backup/blob/main/docs/ARCHITECTURE.md
+"""
+
+EXAMPLES = r"""
+- name: Back up a PostgreSQL database to local storage with zstd
+  songmetrix.backup.dump:
+    job: billing-db
+    source:
+      engine: postgresql
+      host: db1.example.com
+      user: backup
+      password: "{{ vault_billing_backup_password }}"
+      database: billing
+      exclude: [audit.log_*]
+    storage:
+      type: local
+      path: /srv/backups
+      prefix: prod
+
+- name: Back up a MariaDB database with gzip level 9, as a manual backup
+  songmetrix.backup.dump:
+    job: shop-db
+    kind: manual
+    source:
+      engine: mariadb
+      host: 127.0.0.1
+      user: backup
+      password: "{{ vault_shop_backup_password }}"
+      database: shop
+    storage:
+      path: /srv/backups
+    compression: gzip
+    compression_level: 9
+
+- name: Back up a directory, leaving caches out
+  songmetrix.backup.dump:
+    job: uploads
+    source:
+      engine: files
+      path: /var/www/uploads
+      exclude: ['*.tmp', cache]
+    storage:
+      path: /srv/backups
+"""
+
+RETURN = r"""
+artifact:
+  description: Storage key of the backup artifact, relative to the storage root.
+  returned: always
+  type: str
+  sample: prod/billing-db/2026/11/23/billing-db-20261123T020000Z.dump.zst
+manifest_key:
+  description: Storage key of the manifest.
+  returned: always
+  type: str
+  sample: prod/billing-db/2026/11/23/billing-db-20261123T020000Z.manifest.json
+path:
+  description: Absolute path of the artifact for local storage.
+  returned: always
+  type: str
+  sample: /srv/backups/prod/billing-db/2026/11/23/billing-db-20261123T020000Z.dump.zst
+command:
+  description: The dump tool's argv (no secrets in it); null for in-process sources (sqlite, files).
+  returned: always
+  type: list
+  elements: str
+manifest:
+  description:
+    - The manifest that was written (in check mode, the preview, without sizes and checksum).
+  returned: always
+  type: dict
+  contains:
+    format_version:
+      description: Manifest format version.
+      type: int
+      sample: 1
+    job:
+      description: Job name.
+      type: str
+    engine:
+      description: Source engine.
+      type: str
+    database:
+      description: Database name, or the path for sqlite and files.
+      type: str
+    format:
+      description: Dump format (custom, plain, directory, sql, sqlite3, tar).
+      type: str
+    host:
+      description: Host that ran the backup.
+      type: str
+    kind:
+      description: scheduled or manual.
+      type: str
+    timezone:
+      description: Job timezone.
+      type: str
+    started:
+      description: UTC start time, ISO 8601.
+      type: str
+      sample: '2026-11-23T02:00:00Z'
+    finished:
+      description: UTC end time, ISO 8601.
+      type: str
+    duration_seconds:
+      description: Wall time of the backup.
+      type: float
+    artifact:
+      description: Storage key of the artifact.
+      type: str
+    raw_size:
+      description: Bytes produced by the dump tool.
+      type: int
+    stored_size:
+      description: Bytes stored.
+      type: int
+    compression:
+      description: Algorithm and level.
+      type: dict
+    encryption:
+      description: Encryption details; null when not encrypted.
+      type: dict
+    sha256:
+      description: SHA-256 of the stored bytes.
+      type: str
+    chunks:
+      description: Parts of a split artifact; empty when not split.
+      type: list
+      elements: dict
+    tool_version:
+      description: Version of the dump tool.
+      type: str
+    server_version:
+      description: Version of the database server.
+      type: str
+"""
+
+from ansible_collections.songmetrix.backup.plugins.module_utils.backup import run_dump
+from ansible_collections.songmetrix.backup.plugins.module_utils.module_base import BackupModule
+from ansible_collections.songmetrix.backup.plugins.module_utils.specs import (
+    compression_specs,
+    source_spec,
+    storage_spec,
+)
+
+
+def main():
+    argument_spec = dict(
+        job=dict(type="str", required=True),
+        source=source_spec(),
+        storage=storage_spec(),
+        kind=dict(type="str", default="scheduled", choices=["scheduled", "manual"]),
+        timezone=dict(type="str", default="UTC"),
+        spool_dir=dict(type="path"),
+    )
+    argument_spec.update(compression_specs())
+    module = BackupModule(argument_spec=argument_spec, supports_check_mode=True)
+    module.run(lambda m: run_dump(m.params, check_mode=m.check_mode))
+
+
+if __name__ == "__main__":
+    main()
