@@ -1,0 +1,106 @@
+"""The stream's failure semantics, with real child processes standing in for dump tools."""
+
+import hashlib
+import io
+import sys
+
+import pytest
+
+from ansible_collections.songmetrix.backup.plugins.module_utils.compression import Transform
+from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError
+from ansible_collections.songmetrix.backup.plugins.module_utils.pipeline import (
+    NonEmptyCheck,
+    ProcessProducer,
+    TailCheck,
+    ThreadProducer,
+    stream,
+)
+from ansible_collections.songmetrix.backup.plugins.module_utils.procs import Child
+
+
+def py_child(name, code):
+    return Child(name, [sys.executable, "-c", code])
+
+
+def cat():
+    return Transform("cat", ["cat"], {})
+
+
+class Collect(io.BytesIO):
+    pass
+
+
+def test_stream_through_transform_hashes_stored_bytes():
+    producer = ProcessProducer(py_child("gen", "import sys; sys.stdout.buffer.write(b'x' * 3000000)"))
+    gz = Transform("gzip", ["gzip", "-c", "-1"], {})
+    out = Collect()
+    result = stream(producer, [gz], out, [NonEmptyCheck("gen")])
+    assert result.raw_size == 3000000
+    assert result.stored_size == len(out.getvalue()) < 3000000
+    assert result.sha256 == hashlib.sha256(out.getvalue()).hexdigest()
+
+
+def test_dump_tool_dying_mid_stream_fails_although_compressor_exits_zero():
+    code = "import os, sys; sys.stdout.buffer.write(b'y' * 500000); sys.stdout.flush(); os.kill(os.getpid(), 9)"
+    producer = ProcessProducer(py_child("dumper", code))
+    with pytest.raises(BackupError, match="dumper was killed by signal 9"):
+        stream(producer, [cat()], Collect(), [])
+
+
+def test_nonzero_exit_names_stderr():
+    code = "import sys; sys.stdout.write('partial'); sys.stderr.write('dumper: error: disk on fire\\n'); sys.exit(2)"
+    with pytest.raises(BackupError, match="dumper exited with status 2: dumper: error: disk on fire"):
+        stream(ProcessProducer(py_child("dumper", code)), [cat()], Collect(), [])
+
+
+def test_stderr_check_catches_exit_zero_errors():
+    code = "import sys; sys.stdout.write('data'); sys.stderr.write('FATAL: no pg_hba.conf entry\\n')"
+
+    def check(text):
+        return "reported: " + text if "FATAL" in text else None
+
+    with pytest.raises(BackupError, match="reported: FATAL: no pg_hba.conf entry"):
+        stream(ProcessProducer(py_child("dumper", code), stderr_check=check), [], Collect(), [])
+
+
+def test_failing_compressor_is_the_named_cause_and_producer_is_stopped():
+    producer = ProcessProducer(py_child("dumper", "import sys\nwhile True: sys.stdout.buffer.write(b'z' * 65536)"))
+    broken = Transform("zstd", [sys.executable, "-c", "import sys; sys.stderr.write('zstd: boom'); sys.exit(1)"], {})
+    with pytest.raises(BackupError) as info:
+        stream(producer, [broken], Collect(), [])
+    assert "zstd exited with status 1: zstd: boom" in str(info.value)
+    assert "dumper" not in str(info.value)  # killed by us, not a cause
+    assert producer.child.proc.poll() is not None
+
+
+def test_writer_failure_stops_everything():
+    class Full(object):
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+    producer = ProcessProducer(py_child("dumper", "import sys\nwhile True: sys.stdout.buffer.write(b'z' * 65536)"))
+    with pytest.raises(BackupError, match="No space left on device"):
+        stream(producer, [cat()], Full(), [])
+    assert producer.child.proc.poll() is not None
+
+
+def test_empty_dump_is_a_failure():
+    with pytest.raises(BackupError, match="empty dump"):
+        stream(ProcessProducer(py_child("dumper", "pass")), [cat()], Collect(), [NonEmptyCheck("dumper")])
+
+
+def test_tail_check_needs_footer():
+    code = "import sys; sys.stdout.write('CREATE TABLE t;\\n')"
+    with pytest.raises(BackupError, match="Dump completed"):
+        stream(ProcessProducer(py_child("mysqldump", code)), [], Collect(), [TailCheck(b"-- Dump completed", "mysqldump")])
+    code = "import sys; sys.stdout.write('CREATE TABLE t;\\n-- Dump completed on 2026-01-01\\n')"
+    stream(ProcessProducer(py_child("mysqldump", code)), [], Collect(), [TailCheck(b"-- Dump completed", "mysqldump")])
+
+
+def test_thread_producer_error_is_reported():
+    def write(out):
+        out.write(b"a" * 1000)
+        raise BackupError("cannot read /data/x: Permission denied")
+
+    with pytest.raises(BackupError, match="Permission denied"):
+        stream(ThreadProducer("tar", write), [cat()], Collect(), [])
