@@ -41,7 +41,7 @@ def build(path):
         words = ["blue", "night", "river", "summer", "echo", "gold", "rain", "city", "heart", "road"]
         con.executemany(
             "INSERT INTO artists (id, name, country) VALUES (?, ?, ?)",
-            [(i, "Artist %03d" % i, rnd.choice(countries)) for i in range(1, 51)],
+            [(i, f"Artist {i:03d}", rnd.choice(countries)) for i in range(1, 51)],
         )
         con.executemany(
             "INSERT INTO songs (id, artist_id, title, duration_s, released) VALUES (?, ?, ?, ?, ?)",
@@ -51,7 +51,7 @@ def build(path):
                     rnd.randint(1, 50),
                     " ".join(rnd.choice(words) for _ in range(3)).title(),
                     rnd.randint(120, 420),
-                    "%04d-%02d-%02d" % (rnd.randint(1990, 2026), rnd.randint(1, 12), rnd.randint(1, 28)),
+                    f"{rnd.randint(1990, 2026):04d}-{rnd.randint(1, 12):02d}-{rnd.randint(1, 28):02d}",
                 )
                 for i in range(1, 301)
             ],
@@ -61,8 +61,8 @@ def build(path):
             [
                 (
                     rnd.randint(1, 300),
-                    "Radio %s" % rnd.choice(["Alpha", "Beta", "Gamma", "Delta"]),
-                    "2026-11-%02dT%02d:%02d:00Z" % (rnd.randint(1, 22), rnd.randint(0, 23), rnd.randint(0, 59)),
+                    "Radio " + rnd.choice(["Alpha", "Beta", "Gamma", "Delta"]),
+                    f"2026-11-{rnd.randint(1, 22):02d}T{rnd.randint(0, 23):02d}:{rnd.randint(0, 59):02d}:00Z",
                 )
                 for _ in range(800)
             ],
@@ -76,11 +76,11 @@ def main():
         sys.exit("usage: demo_sqlite.py DATABASE")
     path = sys.argv[1]
     if os.path.exists(path):
-        print("exists: %s" % path)
+        print(f"exists: {path}")
         return
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     build(path)
-    print("created: %s" % path)
+    print(f"created: {path}")
 
 
 if __name__ == "__main__":
