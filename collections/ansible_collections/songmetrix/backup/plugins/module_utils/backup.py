@@ -59,8 +59,8 @@ class DumpPlan(object):
 def run_dump(params, check_mode=False):
     """Run (or, in check mode, validate and describe) one backup; returns the module result."""
     plan = DumpPlan(params)
-    plan.storage.preflight(create=not check_mode)
     plan.source.preflight()
+    plan.storage.preflight(create=not check_mode)
 
     started = utc_now()
     stem = layout.backup_stem(plan.prefix, plan.job, plan.kind, started)

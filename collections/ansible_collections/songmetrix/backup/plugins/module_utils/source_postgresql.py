@@ -25,7 +25,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.procs import (
 FORMATS = {"custom": "dump", "plain": "sql", "directory": "tar"}
 # pg_dump prints these on stderr for real failures, in some cases while exiting 0.
 STDERR_ERROR_RE = re.compile(r"(^|\s)(error|FATAL|PANIC):", re.MULTILINE)
-VERSION_RE = re.compile(r"(\d+)(?:\.(\d+))?")
+VERSION_RE = re.compile(r"(\d+)(?:\.\d+)*")
 
 
 def major_of(version_text):
