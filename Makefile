@@ -1,0 +1,62 @@
+# songmetrix.backup: the two commands of the README, and the pieces of `make test`.
+#
+#   make backup    demo backup of inventories/demo (SQLite + files) into ./var/backups
+#   make test      install test dependencies, then run every suite (unit, integration, lint, sanity)
+#
+# Works on a fresh Debian 12 as root with python3 (>= 3.11) and git; apt packages are
+# installed only when missing. Set PYTHON=python3.13 (say) to build .venv with another Python.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   ?= .venv
+export PYTHON VENV
+
+# Ansible needs a UTF-8 locale; a bare root shell on Debian may have none set.
+ifeq ($(strip $(LC_ALL)$(LANG)),)
+export LANG := C.UTF-8
+endif
+
+.PHONY: help venv venv-dev deps backup test unit integration lint sanity bench clean
+
+help:
+	@echo "make backup       run the demo backup (playbooks/backup.yml, inventories/demo) into ./var/backups"
+	@echo "make test         install test dependencies and run all suites: unit integration lint sanity"
+	@echo "make unit | integration | lint | sanity    one suite"
+	@echo "make bench        benchmark (not part of make test)"
+	@echo "make venv         .venv with requirements.txt;  make deps: apt packages + requirements-dev.txt"
+	@echo "make clean        remove .venv and caches (keeps ./var/backups)"
+
+venv:
+	@scripts/venv.sh runtime
+
+venv-dev:
+	@scripts/venv.sh dev
+
+# apt packages for the real-server tests (when missing) + .venv with requirements-dev.txt
+deps:
+	@scripts/install-test-deps.sh
+
+backup: venv
+	@command -v zstd >/dev/null 2>&1 || scripts/apt-ensure.sh zstd
+	$(VENV)/bin/ansible-playbook playbooks/backup.yml
+
+test: deps
+	@scripts/test.sh unit integration lint sanity
+
+unit integration lint sanity: deps
+	@scripts/test.sh $@
+
+bench: deps
+	@if [[ -f tests/bench/run.py ]]; then \
+		$(VENV)/bin/python tests/bench/run.py; \
+	else \
+		echo "bench: not yet (tests/bench/run.py is not written yet)"; \
+	fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .cache \
+		collections/ansible_collections/songmetrix/backup/tests/output tests/bench/output
+	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Everything `make test` needs, on a fresh Debian 12 (root) or a developer machine:
+#   1. Debian packages for the real-server tests and the dump tools (only when missing);
+#   2. .venv with requirements-dev.txt (only when the requirement files changed).
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# Servers started by tests/servers.py, the dump/compression tools the engine drives,
+# shellcheck for ansible-test's shellcheck sanity test and for scripts/.
+TEST_APT_PACKAGES=(
+    postgresql
+    postgresql-client
+    mariadb-server
+    mariadb-client
+    openssh-server
+    openssh-client
+    pigz
+    zstd
+    lz4
+    sqlite3
+    tar
+    gzip
+    shellcheck
+)
+# Extra packages can be asked for without editing this file.
+# shellcheck disable=SC2206
+TEST_APT_PACKAGES+=(${EXTRA_TEST_APT_PACKAGES:-})
+
+"$repo/scripts/apt-ensure.sh" "${TEST_APT_PACKAGES[@]}"
+"$repo/scripts/venv.sh" dev

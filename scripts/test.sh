@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Run test suites and report each one's result and wall time.
+#
+#   scripts/test.sh [unit] [integration] [lint] [sanity]     (default: all four)
+#
+# Every requested suite runs even when an earlier one failed; the exit status is
+# non-zero when any suite failed. A pytest suite that collects no tests at all
+# (exit code 5) counts as passed, with a note: that happens only while a suite is empty.
+# Extra pytest arguments: PYTEST_ARGS="-k foo -x" scripts/test.sh unit
+set -uo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+VENV="${VENV:-.venv}"
+[[ "$VENV" = /* ]] || VENV="$repo/$VENV"
+export PATH="$VENV/bin:$PATH"
+export PYTHONDONTWRITEBYTECODE=1
+collection_tests="collections/ansible_collections/songmetrix/backup/tests"
+
+# shellcheck disable=SC2206
+pytest_extra=(${PYTEST_ARGS:-})
+
+pytest_suite() {
+    # pytest exit 5 = "no tests were collected"
+    local rc=0
+    "$VENV/bin/python" -m pytest "$@" "${pytest_extra[@]}" || rc=$?
+    if [[ $rc -eq 5 ]]; then
+        echo "[test] no tests collected in: $*  (suite is empty, not a failure)"
+        return 0
+    fi
+    return $rc
+}
+
+suite_unit() {
+    if [[ ! -d "$collection_tests/unit" ]]; then
+        echo "[test] $collection_tests/unit does not exist yet"
+        return 0
+    fi
+    pytest_suite "$collection_tests/unit"
+}
+
+suite_integration() {
+    # Repository-level tests: tests/integration (real servers), tests/playbook, ... (not tests/bench).
+    pytest_suite tests
+}
+
+suite_lint() {
+    local rc=0
+    echo "[lint] ruff check"
+    "$VENV/bin/ruff" check --no-cache . || rc=1
+    echo "[lint] ansible-lint (profile: production)"
+    "$VENV/bin/ansible-lint" || rc=1
+    if command -v shellcheck >/dev/null 2>&1; then
+        echo "[lint] shellcheck scripts/ .ci/run"
+        shellcheck -x scripts/*.sh .ci/run || rc=1
+    else
+        echo "[lint] shellcheck not installed: skipped (make test installs it)"
+    fi
+    return $rc
+}
+
+suite_sanity() {
+    "$repo/scripts/sanity.sh"
+}
+
+suites=("$@")
+[[ ${#suites[@]} -gt 0 ]] || suites=(unit integration lint sanity)
+
+declare -A result seconds
+failed=0
+for s in "${suites[@]}"; do
+    if ! declare -F "suite_$s" >/dev/null; then
+        echo "unknown suite: $s (known: unit integration lint sanity)" >&2
+        exit 2
+    fi
+    echo
+    echo "==================== $s ===================="
+    start=$(date +%s)
+    if "suite_$s"; then result[$s]=passed; else result[$s]=FAILED; failed=1; fi
+    seconds[$s]=$(( $(date +%s) - start ))
+    echo "==================== $s: ${result[$s]} (${seconds[$s]}s) ===================="
+done
+
+echo
+echo "suite        result   seconds"
+for s in "${suites[@]}"; do
+    printf '%-12s %-8s %7s\n' "$s" "${result[$s]}" "${seconds[$s]}"
+done
+exit $failed

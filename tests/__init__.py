@@ -1,0 +1,1 @@
+"""Repository-level tests and their helpers (servers.py, modrun.py); see conftest.py."""
