@@ -5,8 +5,8 @@
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-# Servers started by tests/servers.py, the dump/compression tools the engine drives,
-# shellcheck for ansible-test's shellcheck sanity test and for scripts/.
+# Servers started by tests/servers.py, the dump/compression tools the engine drives, and
+# the shellcheck linter (ansible-test's shellcheck sanity test, scripts/ in make lint).
 TEST_APT_PACKAGES=(
     postgresql
     postgresql-client

@@ -7,10 +7,12 @@
 # non-zero when any suite failed. A pytest suite that collects no tests at all
 # (exit code 5) counts as passed, with a note: that happens only while a suite is empty.
 # Extra pytest arguments: PYTEST_ARGS="-k foo -x" scripts/test.sh unit
+# Suites are called indirectly ("suite_$name"):
+# shellcheck disable=SC2317
 set -uo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$repo"
+cd "$repo" || exit 1
 VENV="${VENV:-.venv}"
 [[ "$VENV" = /* ]] || VENV="$repo/$VENV"
 export PATH="$VENV/bin:$PATH"
@@ -28,7 +30,7 @@ pytest_suite() {
         echo "[test] no tests collected in: $*  (suite is empty, not a failure)"
         return 0
     fi
-    return $rc
+    return "$rc"
 }
 
 suite_unit() {
@@ -49,14 +51,16 @@ suite_lint() {
     echo "[lint] ruff check"
     "$VENV/bin/ruff" check --no-cache . || rc=1
     echo "[lint] ansible-lint (profile: production)"
-    "$VENV/bin/ansible-lint" || rc=1
+    local color=()
+    [[ -t 1 ]] || color=(--nocolor)
+    "$VENV/bin/ansible-lint" "${color[@]}" || rc=1
     if command -v shellcheck >/dev/null 2>&1; then
         echo "[lint] shellcheck scripts/ .ci/run"
         shellcheck -x scripts/*.sh .ci/run || rc=1
     else
         echo "[lint] shellcheck not installed: skipped (make test installs it)"
     fi
-    return $rc
+    return "$rc"
 }
 
 suite_sanity() {

@@ -76,6 +76,6 @@ pip_quiet install --quiet -r "${req_files[-1]}"
 echo "$want" > "$stamp"
 # A dev install satisfies the runtime requirements too.
 if [[ "$kind" == dev ]]; then
-    cat requirements.txt | sha256sum | cut -d' ' -f1 > "$VENV/.requirements-runtime.sha256"
+    sha256sum < requirements.txt | cut -d" " -f1 > "$VENV/.requirements-runtime.sha256"
 fi
 log "ok: $("$VENV/bin/python" -V), $("$VENV/bin/python" -c 'import ansible; print("ansible-core", ansible.__version__)')"
