@@ -5,7 +5,10 @@ import os
 import tempfile
 
 from ansible_collections.songmetrix.backup.plugins.module_utils import layout, manifest, validation
-from ansible_collections.songmetrix.backup.plugins.module_utils.compression import build_compressor, compressed_extension
+from ansible_collections.songmetrix.backup.plugins.module_utils.compression import (
+    build_compressor,
+    compressed_extension,
+)
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
 from ansible_collections.songmetrix.backup.plugins.module_utils.pipeline import stream
 from ansible_collections.songmetrix.backup.plugins.module_utils.sources import make_source

@@ -98,7 +98,8 @@ class MysqlSource(object):
         found = [s for s in siblings if os.access(s, os.X_OK)]
         self.client_tool = found[0] if found else _first_tool(sibling_names, None)
         # The option file dialect follows the client actually used, not the engine's name.
-        self.family = "mariadb" if "mariadb" in os.path.basename(self.dump_tool) or self._is_mariadb_client() else "mysql"
+        is_mariadb = "mariadb" in os.path.basename(self.dump_tool) or self._is_mariadb_client()
+        self.family = "mariadb" if is_mariadb else "mysql"
         self.tool_version = None
         self.server_version = None
 

@@ -90,11 +90,14 @@ def test_empty_dump_is_a_failure():
 
 
 def test_tail_check_needs_footer():
+    def footer_check():
+        return [TailCheck(b"-- Dump completed", "mysqldump")]
+
     code = "import sys; sys.stdout.write('CREATE TABLE t;\\n')"
     with pytest.raises(BackupError, match="Dump completed"):
-        stream(ProcessProducer(py_child("mysqldump", code)), [], Collect(), [TailCheck(b"-- Dump completed", "mysqldump")])
+        stream(ProcessProducer(py_child("mysqldump", code)), [], Collect(), footer_check())
     code = "import sys; sys.stdout.write('CREATE TABLE t;\\n-- Dump completed on 2026-01-01\\n')"
-    stream(ProcessProducer(py_child("mysqldump", code)), [], Collect(), [TailCheck(b"-- Dump completed", "mysqldump")])
+    stream(ProcessProducer(py_child("mysqldump", code)), [], Collect(), footer_check())
 
 
 def test_thread_producer_error_is_reported():
