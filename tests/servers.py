@@ -104,6 +104,12 @@ def _is_root() -> bool:
     return os.geteuid() == 0
 
 
+def _traversable_by_others(path: Path) -> bool:
+    """True when every directory from / down to path lets other users pass (o+x)."""
+    path = path.resolve()
+    return all(os.stat(p).st_mode & 0o001 for p in [path, *path.parents])
+
+
 # --------------------------------------------------------------------------- PostgreSQL
 
 
@@ -167,7 +173,10 @@ class PostgresServer:
 
     # -- lifecycle
     def setup(self) -> PostgresServer:
-        self.tmp = Path(tempfile.mkdtemp(prefix="sm-pg-", dir=self._base_dir))
+        base = self._base_dir
+        if base is None and self._os_user is not None and not _traversable_by_others(Path(tempfile.gettempdir())):
+            base = "/tmp"  # the postgres OS user must reach its data dir; a private TMPDIR would not do
+        self.tmp = Path(tempfile.mkdtemp(prefix="sm-pg-", dir=base))
         self.data_dir = self.tmp / "data"
         self.socket_dir = self.tmp
         self.log_file = self.tmp / "server.log"
