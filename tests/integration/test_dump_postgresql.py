@@ -151,22 +151,8 @@ def test_include_and_exclude_tables_and_schemas(pg_server, source_db, run_module
     assert "CREATE TABLE reporting.daily" in sql and "public.items" not in sql
 
 
-def test_password_never_in_argv_of_pg_dump(pg_server, source_db, tmp_path):
-    storage = str(tmp_path / "store")
-    # level 19 on one thread slows the compressor, so pg_dump is still alive when we look at it
-    proc = start_module("dump", dict(job="pg-argv", source=pg_source(pg_server, source_db),
-                                     storage=dict(path=storage), compression_level=19,
-                                     compression_threads=1), tmp_path)
-    pid = wait_for_child(proc.pid, "pg_dump", argv_contains=b"--format=custom")
-    argv = cmdline(pid)
-    with open("/proc/%d/environ" % pid, "rb") as handle:
-        environ = handle.read().split(b"\0")
-    proc.communicate(timeout=300)
-    assert not any(pg_server.password.encode() in arg for arg in argv)
-    assert ("PGPASSWORD=" + pg_server.password).encode() in environ
-
-
-def test_pg_dump_killed_mid_stream_fails_and_leaves_nothing(pg_server, run_module, tmp_path):
+def test_pg_dump_killed_mid_stream_fails_and_leaves_nothing(pg_server, tmp_path):
+    """Also checks, while pg_dump runs, that its password is in its environment and not its argv."""
     name = "big_" + uuid.uuid4().hex[:8]
     pg_server.create_database(name)
     try:
@@ -177,11 +163,16 @@ def test_pg_dump_killed_mid_stream_fails_and_leaves_nothing(pg_server, run_modul
                                          storage=dict(path=storage), compression_level=19,
                                          compression_threads=1), tmp_path)
         pid = wait_for_child(proc.pid, "pg_dump", argv_contains=b"--format=custom")
+        argv = cmdline(pid)
+        with open("/proc/%d/environ" % pid, "rb") as handle:
+            environ = handle.read().split(b"\0")
         os.kill(pid, signal.SIGKILL)
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 1, out
         assert b"pg_dump was killed by signal 9" in out
         assert stored_files(storage) == []
+        assert ("PGPASSWORD=" + pg_server.password).encode() in environ
+        assert not any(pg_server.password.encode() in arg for arg in argv)
     finally:
         pg_server.drop_database(name)
 

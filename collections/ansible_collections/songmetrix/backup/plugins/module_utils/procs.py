@@ -135,6 +135,7 @@ def run_capture(name, argv, env=None, pass_fds=(), timeout=120):
             env=env,
             pass_fds=tuple(pass_fds),
             timeout=timeout,
+            check=False,  # the caller turns the status and stderr into a readable error
         )
     except subprocess.TimeoutExpired:
         raise BackupError("%s did not answer within %d seconds" % (name, timeout))

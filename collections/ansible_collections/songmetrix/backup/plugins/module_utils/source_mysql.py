@@ -104,25 +104,26 @@ class MysqlSource(object):
         self.server_version = None
 
     def _is_mariadb_client(self):
-        rc, out, _ = run_capture("mysqldump", [self.dump_tool, "--version"])
+        rc, out, dummy = run_capture("mysqldump", [self.dump_tool, "--version"])
         return rc == 0 and "mariadb" in out.lower()
 
     def _where(self):
         p = self.params
         return "%s:%s/%s" % (p.get("host") or "localhost", p.get("port") or 3306, self.database)
 
-    def _spawn_args(self, tool, extra):
-        fd = secret_pipe(defaults_file(self.params, self.family))
-        # --defaults-extra-file must come first on the command line.
-        return fd, [tool, "--defaults-extra-file=/dev/fd/%d" % fd] + extra
+    def _credentials_fd(self):
+        """A fresh pipe with the option file; every child needs its own (a pipe is read once)."""
+        return secret_pipe(defaults_file(self.params, self.family))
 
     def preflight(self):
         rc, out, err = run_capture("dump tool", [self.dump_tool, "--version"])
         if rc != 0:
             raise BackupError("%s --version failed: %s" % (self.dump_tool, last_lines(err or out)))
         self.tool_version = out.strip()
-        fd, argv = self._spawn_args(self.client_tool, ["--batch", "--skip-column-names", "-e", "SELECT VERSION()",
-                                                        "--database=%s" % self.database])
+        fd = self._credentials_fd()
+        # --defaults-extra-file must come first on the command line.
+        argv = [self.client_tool, "--defaults-extra-file=/dev/fd/%d" % fd, "--batch", "--skip-column-names",
+                "-e", "SELECT VERSION()", "--database=%s" % self.database]
         try:
             rc, out, err = run_capture("mysql client", argv, env=child_env(), pass_fds=(fd,),
                                        timeout=int(self.params.get("connect_timeout") or 30) + 30)
@@ -162,7 +163,7 @@ class MysqlSource(object):
         return [NonEmptyCheck(name), TailCheck(b"-- Dump completed", name)]
 
     def open(self):
-        fd = secret_pipe(defaults_file(self.params, self.family))
+        fd = self._credentials_fd()
         try:
             child = Child(os.path.basename(self.dump_tool), self._dump_argv(fd), env=child_env(), pass_fds=(fd,))
         finally:

@@ -102,7 +102,7 @@ class PostgresqlSource(object):
         )
         if rc != 0:
             raise BackupError("cannot connect to PostgreSQL at %s: %s" % (self._where(), _clean_tool_error(err)))
-        num, _, text = out.strip().partition("|")
+        num, dummy, text = out.strip().partition("|")
         self.server_version = text.strip()
         server_major = int(num) // 10000 if num.isdigit() else major_of(text)
         client_major = major_of(self.tool_version)

@@ -17,7 +17,7 @@ description:
     fails the task.
   - C(pg_dump) older than the PostgreSQL server is refused with both versions named.
 author:
-  - songmetrix engineering
+  - songmetrix engineering (@songmetrix)
 extends_documentation_fragment:
   - songmetrix.backup.source
   - songmetrix.backup.storage
@@ -48,10 +48,12 @@ options:
     type: path
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Validates the options, connects to the source, checks the storage and returns the key
       and manifest the backup would get, without dumping or writing.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in diff_mode).
     support: none
 notes:
   - The password of a PostgreSQL source is passed in E(PGPASSWORD); for MySQL and MariaDB the
