@@ -41,6 +41,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -667,7 +668,7 @@ def parse_args(argv=None):
     ap.add_argument("--size-mb", type=int, default=700, help="database size (pg_database_size), default 700")
     ap.add_argument("--small-pct", type=float, default=10.0,
                     help="size of the second database for the memory comparison, %% of --size-mb (default 10)")
-    ap.add_argument("--repeat", type=int, default=2, help="measure (a)-(c) N times, keep the best (default 2)")
+    ap.add_argument("--repeat", type=int, default=3, help="measure (a)-(c) N times, keep the best (default 3)")
     ap.add_argument("--skip-playbook", action="store_true", help="do not run (d)")
     ap.add_argument("--sample-ms", type=int, default=50, help="/proc sampling interval (default 50 ms)")
     ap.add_argument("--collections", default=str(REPO_ROOT / "collections"),
@@ -764,6 +765,7 @@ def main(argv=None) -> int:
     a, b, c, cs = best(runs["a"]), best(runs["b"]), best(runs["c"]), runs["c_small"][0]
     d = runs.get("d", [None])[0]
     c_a, c_b = c["wall"] / a["wall"], c["wall"] / b["wall"]
+    med = {k: statistics.median(r["wall"] for r in runs[k]) for k in "abc"}
     module_rss = max(r["module_hwm_mb"] for r in runs["c"])
     temp_ok = all(r["tempfiles"]["ok"] for r in runs["c"] + runs["c_small"])
     checks = {
@@ -780,7 +782,8 @@ def main(argv=None) -> int:
     report.update(
         runs=runs,
         best={"a": a, "b": b, "c": c, "c_small": cs, "d": d},
-        ratios={"c_over_a": c_a, "c_over_b": c_b},
+        ratios={"c_over_a": c_a, "c_over_b": c_b,
+                "median_c_over_a": med["c"] / med["a"], "median_c_over_b": med["c"] / med["b"]},
         targets={k: {"value": v, "pass": ok} for k, (v, ok) in checks.items()},
         total_seconds=round(time.monotonic() - t_start, 1),
     )
@@ -792,7 +795,9 @@ def main(argv=None) -> int:
         f"PostgreSQL {report['versions']['server']}, {report['versions']['zstd'].split(',')[0].strip('* ')})",
         f"database bench_big {fmt_mb(big_db['size_bytes'])} (pg_database_size), "
         f"bench_small {fmt_mb(small_db['size_bytes'])}; best of {args.repeat}; "
-        f"module options extra: {args.module_extra or 'none (defaults: zstd -3, all cores)'}",
+        f"module options extra: {args.module_extra or 'none (defaults: zstd -3, all cores)'}"
+        + ("" if Path(args.collections).resolve() == REPO_ROOT / "collections"
+           else f"; module from {args.collections}"),
         "",
         f"{'run':<40}{'wall':>8}{'cpu':>8}{'server':>8}{'other':>8}{'stored':>12}",
         row("(a) pg_dump -Fc -Z0 > /dev/null", a),
@@ -834,6 +839,9 @@ def main(argv=None) -> int:
     ]
     for name, (value, ok) in checks.items():
         lines.append(f"  {name:<36} {str(value):<22} {verdict(ok)}")
+    if args.repeat > 1:
+        lines.append(f"  (ratios above use the best of {args.repeat}; medians: c/a {med['c'] / med['a']:.3f}, "
+                     f"c/b {med['c'] / med['b']:.3f}; all rounds in the JSON)")
     lines.append(f"\ntotal benchmark time {report['total_seconds']}s")
     print("\n".join(lines))
 
