@@ -337,8 +337,16 @@ def _dir_bytes(path: str) -> int:
 class TreeSampler:
     """Polls a process tree: peak RSS per process, peak RSS sum, open files, disk use, spool size."""
 
-    def __init__(self, roots: list[int], interval: float, *, main_pid: int | None = None,
-                 watch_files: bool = False, spool: str | None = None, fs_paths=()):
+    def __init__(
+        self,
+        roots: list[int],
+        interval: float,
+        *,
+        main_pid: int | None = None,
+        watch_files: bool = False,
+        spool: str | None = None,
+        fs_paths=(),
+    ):
         self.roots = roots
         self.interval = interval
         self.main_pid = main_pid
@@ -461,8 +469,13 @@ class Runner:
 
     def _conn(self, db):
         p = self.pg.conn_params()
-        return ["--no-password", f"--host={p['host']}", f"--port={p['port']}", f"--username={p['user']}",
-                f"--dbname={db}"]
+        return [
+            "--no-password",
+            f"--host={p['host']}",
+            f"--port={p['port']}",
+            f"--username={p['user']}",
+            f"--dbname={db}",
+        ]
 
     def _fresh_dir(self, name):
         self.counter += 1
@@ -477,16 +490,24 @@ class Runner:
         with open(err, "wb") as ferr:
             mark = self._mark()
             t0 = time.monotonic()
-            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=ferr, stdin=subprocess.DEVNULL,
-                                    env=self.env)
+            proc = subprocess.Popen(
+                argv, stdout=subprocess.DEVNULL, stderr=ferr, stdin=subprocess.DEVNULL, env=self.env
+            )
             sampler = TreeSampler([proc.pid], self.args.sample_ms / 1000).start()
             ru = wait_rusage(proc)
             wall = time.monotonic() - t0
             sampler.stop()
         if proc.returncode != 0:
             raise RuntimeError(f"(a) pg_dump exited {proc.returncode}: {err.read_text()[-2000:]}")
-        return self._account(mark, {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "peak_rss_mb": ru.ru_maxrss / 1024,
-                                    "cpu_by_process": sampler.cpu_by_name()})
+        return self._account(
+            mark,
+            {
+                "wall": wall,
+                "cpu": ru.ru_utime + ru.ru_stime,
+                "peak_rss_mb": ru.ru_maxrss / 1024,
+                "cpu_by_process": sampler.cpu_by_name(),
+            },
+        )
 
     # (b)
     def gzip_dump(self, db):
@@ -496,8 +517,13 @@ class Runner:
         with open(out, "wb") as fout, open(errs[0], "wb") as e1, open(errs[1], "wb") as e2:
             mark = self._mark()
             t0 = time.monotonic()
-            dump = subprocess.Popen([self.pg_dump, *self._conn(db)], stdout=subprocess.PIPE, stderr=e1,
-                                    stdin=subprocess.DEVNULL, env=self.env)
+            dump = subprocess.Popen(
+                [self.pg_dump, *self._conn(db)],
+                stdout=subprocess.PIPE,
+                stderr=e1,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+            )
             gz = subprocess.Popen(["gzip", "-6"], stdin=dump.stdout, stdout=fout, stderr=e2)
             dump.stdout.close()  # gzip holds the read end: pg_dump gets SIGPIPE if gzip dies
             sampler = TreeSampler([dump.pid, gz.pid], self.args.sample_ms / 1000).start()
@@ -512,20 +538,31 @@ class Runner:
             )
         size = out.stat().st_size
         shutil.rmtree(out_dir)
-        return self._account(mark, {
-            "wall": wall,
-            "cpu": ru_gz.ru_utime + ru_gz.ru_stime + ru_dump.ru_utime + ru_dump.ru_stime,
-            "cpu_by_process": {"gzip": round(ru_gz.ru_utime + ru_gz.ru_stime, 2),
-                               "pg_dump": round(ru_dump.ru_utime + ru_dump.ru_stime, 2)},
-            "stored_size": size,
-        })
+        return self._account(
+            mark,
+            {
+                "wall": wall,
+                "cpu": ru_gz.ru_utime + ru_gz.ru_stime + ru_dump.ru_utime + ru_dump.ru_stime,
+                "cpu_by_process": {
+                    "gzip": round(ru_gz.ru_utime + ru_gz.ru_stime, 2),
+                    "pg_dump": round(ru_dump.ru_utime + ru_dump.ru_stime, 2),
+                },
+                "stored_size": size,
+            },
+        )
 
     def _module_args(self, db, storage, spool):
         p = self.pg.conn_params()
         args = {
             "job": f"bench-{db}",
-            "source": {"engine": "postgresql", "host": p["host"], "port": p["port"], "user": p["user"],
-                       "password": p["password"], "database": db},
+            "source": {
+                "engine": "postgresql",
+                "host": p["host"],
+                "port": p["port"],
+                "user": p["user"],
+                "password": p["password"],
+                "database": db,
+            },
             "storage": {"type": "local", "path": str(storage)},
             "spool_dir": str(spool),
         }
@@ -544,25 +581,37 @@ class Runner:
         args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
         args_file.chmod(0o600)
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(self.collections)] + ([env["PYTHONPATH"]] if env.get(
-            "PYTHONPATH") else []))
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(self.collections)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+        )
         env.setdefault("LANG", "C.UTF-8")
         out_f, err_f = run_dir / "stdout", run_dir / "stderr"
         with open(out_f, "wb") as fo, open(err_f, "wb") as fe:
             mark = self._mark()
             t0 = time.monotonic()
-            proc = subprocess.Popen([sys.executable, "-m", MODULE, str(args_file)], stdin=subprocess.DEVNULL,
-                                    stdout=fo, stderr=fe, env=env, cwd=run_dir)
-            sampler = TreeSampler([proc.pid], self.args.sample_ms / 1000, main_pid=proc.pid, watch_files=watch,
-                                  spool=str(spool) if watch else None,
-                                  fs_paths=(str(storage), str(spool), tempfile.gettempdir()) if watch else ())
+            proc = subprocess.Popen(
+                [sys.executable, "-m", MODULE, str(args_file)],
+                stdin=subprocess.DEVNULL,
+                stdout=fo,
+                stderr=fe,
+                env=env,
+                cwd=run_dir,
+            )
+            sampler = TreeSampler(
+                [proc.pid],
+                self.args.sample_ms / 1000,
+                main_pid=proc.pid,
+                watch_files=watch,
+                spool=str(spool) if watch else None,
+                fs_paths=(str(storage), str(spool), tempfile.gettempdir()) if watch else (),
+            )
             sampler.start()
             ru = wait_rusage(proc)
             wall = time.monotonic() - t0
             sampler.stop()
         text = out_f.read_text(errors="replace")
         try:
-            result = json.loads(text[text.find("{"):])
+            result = json.loads(text[text.find("{") :])
         except ValueError:
             result = None
         if proc.returncode != 0 or not result or result.get("failed"):
@@ -571,8 +620,11 @@ class Runner:
         man = result["manifest"]
         artifact = result["path"]
         big_open = {p: s for p, s in sampler.open_files.items() if s >= 8 * MB}
-        others = {p: s for p, s in big_open.items()
-                  if not Path(p).name.startswith("." + Path(artifact).name + ".partial") and p != artifact}
+        others = {
+            p: s
+            for p, s in big_open.items()
+            if not Path(p).name.startswith("." + Path(artifact).name + ".partial") and p != artifact
+        }
         disk_extra = sampler.peak_used_growth - man["stored_size"]
         tolerance = max(64 * MB, man["stored_size"] // 10)
         res = {
@@ -612,15 +664,15 @@ class Runner:
         (run_dir / "vars.json").write_text(json.dumps({"bench_args": args}))
         (run_dir / "vars.json").chmod(0o600)
         (run_dir / "inventory.ini").write_text(
-            f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n")
+            f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+        )
         (run_dir / "bench.yml").write_text(
             "- name: Benchmark the dump module\n"
             "  hosts: localhost\n"
             "  gather_facts: false\n"
             "  tasks:\n"
             "    - name: Dump\n"
-            "      songmetrix.backup.dump:\n"
-            + "".join(f"        {k}: \"{{{{ bench_args.{k} }}}}\"\n" for k in args)
+            "      songmetrix.backup.dump:\n" + "".join(f'        {k}: "{{{{ bench_args.{k} }}}}"\n' for k in args)
         )
         playbook_bin = Path(sys.executable).parent / "ansible-playbook"
         if not playbook_bin.exists():
@@ -628,18 +680,32 @@ class Runner:
             if not playbook_bin:
                 raise RuntimeError("(d) ansible-playbook not found")
         env = dict(os.environ)
-        env.update({
-            "ANSIBLE_COLLECTIONS_PATH": str(self.collections),
-            "ANSIBLE_CONFIG": str(run_dir / "ansible.cfg"),
-            "ANSIBLE_LOCAL_TEMP": str(run_dir / "atmp"),
-            "ANSIBLE_NOCOLOR": "1",
-        })
+        env.update(
+            {
+                "ANSIBLE_COLLECTIONS_PATH": str(self.collections),
+                "ANSIBLE_CONFIG": str(run_dir / "ansible.cfg"),
+                "ANSIBLE_LOCAL_TEMP": str(run_dir / "atmp"),
+                "ANSIBLE_NOCOLOR": "1",
+            }
+        )
         env.setdefault("LANG", "C.UTF-8")
         (run_dir / "ansible.cfg").write_text("[defaults]\nretry_files_enabled = false\n")
         t0 = time.monotonic()
-        proc = subprocess.run([str(playbook_bin), "-i", str(run_dir / "inventory.ini"), "-e",
-                               f"@{run_dir / 'vars.json'}", str(run_dir / "bench.yml")],
-                              cwd=run_dir, env=env, capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            [
+                str(playbook_bin),
+                "-i",
+                str(run_dir / "inventory.ini"),
+                "-e",
+                f"@{run_dir / 'vars.json'}",
+                str(run_dir / "bench.yml"),
+            ],
+            cwd=run_dir,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         wall = time.monotonic() - t0
         if proc.returncode != 0:
             raise RuntimeError(f"(d) ansible-playbook exited {proc.returncode}:\n{proc.stdout[-3000:]}")
@@ -666,15 +732,27 @@ def tool_version(argv) -> str:
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size-mb", type=int, default=700, help="database size (pg_database_size), default 700")
-    ap.add_argument("--small-pct", type=float, default=10.0,
-                    help="size of the second database for the memory comparison, %% of --size-mb (default 10)")
+    ap.add_argument(
+        "--small-pct",
+        type=float,
+        default=10.0,
+        help="size of the second database for the memory comparison, %% of --size-mb (default 10)",
+    )
     ap.add_argument("--repeat", type=int, default=3, help="measure (a)-(c) N times, keep the best (default 3)")
     ap.add_argument("--skip-playbook", action="store_true", help="do not run (d)")
     ap.add_argument("--sample-ms", type=int, default=50, help="/proc sampling interval (default 50 ms)")
-    ap.add_argument("--collections", default=str(REPO_ROOT / "collections"),
-                    help="collections dir to import the module from (to try a modified copy)")
-    ap.add_argument("--module-arg", action="append", default=[], metavar="KEY=JSON",
-                    help="extra module option, e.g. compression_threads=1 (value parsed as JSON when possible)")
+    ap.add_argument(
+        "--collections",
+        default=str(REPO_ROOT / "collections"),
+        help="collections dir to import the module from (to try a modified copy)",
+    )
+    ap.add_argument(
+        "--module-arg",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="extra module option, e.g. compression_threads=1 (value parsed as JSON when possible)",
+    )
     ap.add_argument("--workdir", default=None, help="where the server and the outputs go (default: a temp dir)")
     ap.add_argument("--json", default=str(OUTPUT_DIR / "latest.json"), help="where to write the figures")
     args = ap.parse_args(argv)
@@ -694,8 +772,10 @@ def fmt_mb(n):
 
 
 def row(name, r):
-    return (f"{name:<40}{r['wall']:7.2f}s{r['cpu']:7.2f}s{r['server_cpu']:7.2f}s{r['other_cpu']:7.2f}s"
-            f"{fmt_mb(r.get('stored_size')):>12}")
+    return (
+        f"{name:<40}{r['wall']:7.2f}s{r['cpu']:7.2f}s{r['server_cpu']:7.2f}s{r['other_cpu']:7.2f}s"
+        f"{fmt_mb(r.get('stored_size')):>12}"
+    )
 
 
 def verdict(ok):
@@ -713,10 +793,19 @@ def main(argv=None) -> int:
     os.chmod(work, 0o755)  # the postgres OS user must reach the server dir below
     report = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release(),
-                 "mem_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)},
-        "options": {"size_mb": args.size_mb, "small_pct": args.small_pct, "repeat": args.repeat,
-                    "module_extra": args.module_extra, "collections": args.collections},
+        "host": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "kernel": platform.release(),
+            "mem_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        },
+        "options": {
+            "size_mb": args.size_mb,
+            "small_pct": args.small_pct,
+            "repeat": args.repeat,
+            "module_extra": args.module_extra,
+            "collections": args.collections,
+        },
     }
     try:
         log(f"bench: starting PostgreSQL in {work}")
@@ -782,8 +871,12 @@ def main(argv=None) -> int:
     report.update(
         runs=runs,
         best={"a": a, "b": b, "c": c, "c_small": cs, "d": d},
-        ratios={"c_over_a": c_a, "c_over_b": c_b,
-                "median_c_over_a": med["c"] / med["a"], "median_c_over_b": med["c"] / med["b"]},
+        ratios={
+            "c_over_a": c_a,
+            "c_over_b": c_b,
+            "median_c_over_a": med["c"] / med["a"],
+            "median_c_over_b": med["c"] / med["b"],
+        },
         targets={k: {"value": v, "pass": ok} for k, (v, ok) in checks.items()},
         total_seconds=round(time.monotonic() - t_start, 1),
     )
@@ -796,8 +889,9 @@ def main(argv=None) -> int:
         f"database bench_big {fmt_mb(big_db['size_bytes'])} (pg_database_size), "
         f"bench_small {fmt_mb(small_db['size_bytes'])}; best of {args.repeat}; "
         f"module options extra: {args.module_extra or 'none (defaults: zstd -3, all cores)'}"
-        + ("" if Path(args.collections).resolve() == REPO_ROOT / "collections"
-           else f"; module from {args.collections}"),
+        + (
+            "" if Path(args.collections).resolve() == REPO_ROOT / "collections" else f"; module from {args.collections}"
+        ),
         "",
         f"{'run':<40}{'wall':>8}{'cpu':>8}{'server':>8}{'other':>8}{'stored':>12}",
         row("(a) pg_dump -Fc -Z0 > /dev/null", a),
@@ -806,8 +900,10 @@ def main(argv=None) -> int:
         row("(c) module, small database", cs),
     ]
     if d:
-        lines.append(f"{'(d) ansible-playbook end to end':<40}{d['wall']:7.2f}s{'-':>8}{'-':>8}{'-':>8}"
-                     f"{fmt_mb(d['stored_size']):>12}")
+        lines.append(
+            f"{'(d) ansible-playbook end to end':<40}{d['wall']:7.2f}s{'-':>8}{'-':>8}{'-':>8}"
+            f"{fmt_mb(d['stored_size']):>12}"
+        )
     lines += [
         "  cpu: user+sys of the measured processes (c: module python + pg_dump + zstd + psql), seconds;",
         "  server: the PostgreSQL backends serving it; other: the rest of the machine during the run (noise)",
@@ -821,8 +917,7 @@ def main(argv=None) -> int:
         "",
         "memory (MB)                                   big db   small db",
         f"  module python process, peak RSS (VmHWM)   {c['module_hwm_mb']:8.1f} {cs['module_hwm_mb']:10.1f}",
-        f"  largest single process in tree (ru_maxrss){c['tree_max_single_mb']:8.1f}"
-        f" {cs['tree_max_single_mb']:10.1f}",
+        f"  largest single process in tree (ru_maxrss){c['tree_max_single_mb']:8.1f} {cs['tree_max_single_mb']:10.1f}",
         f"  whole tree, peak of summed VmRSS          {c['tree_peak_sum_rss_mb']:8.1f}"
         f" {cs['tree_peak_sum_rss_mb']:10.1f}",
         "  per process VmHWM: " + ", ".join(f"{k} {v}" for k, v in c["per_process_hwm_mb"].items()),
@@ -840,8 +935,10 @@ def main(argv=None) -> int:
     for name, (value, ok) in checks.items():
         lines.append(f"  {name:<36} {str(value):<22} {verdict(ok)}")
     if args.repeat > 1:
-        lines.append(f"  (ratios above use the best of {args.repeat}; medians: c/a {med['c'] / med['a']:.3f}, "
-                     f"c/b {med['c'] / med['b']:.3f}; all rounds in the JSON)")
+        lines.append(
+            f"  (ratios above use the best of {args.repeat}; medians: c/a {med['c'] / med['a']:.3f}, "
+            f"c/b {med['c'] / med['b']:.3f}; all rounds in the JSON)"
+        )
     lines.append(f"\ntotal benchmark time {report['total_seconds']}s")
     print("\n".join(lines))
 
