@@ -891,7 +891,7 @@ def main(argv=None) -> int:
         f"PostgreSQL {report['versions']['server']}, {report['versions']['zstd'].split(',')[0].strip('* ')})",
         f"database bench_big {fmt_mb(big_db['size_bytes'])} (pg_database_size), "
         f"bench_small {fmt_mb(small_db['size_bytes'])}; best of {args.repeat}; "
-        f"module options extra: {args.module_extra or 'none (defaults: zstd -3, all cores)'}"
+        f"module options extra: {args.module_extra or 'none (module defaults: zstd level 2, all cores)'}"
         + (
             "" if Path(args.collections).resolve() == REPO_ROOT / "collections" else f"; module from {args.collections}"
         ),
@@ -915,7 +915,7 @@ def main(argv=None) -> int:
         "",
         f"raw dump (custom format, -Z0, as streamed): {fmt_mb(c['raw_size'])}; "
         f"zstd ratio {c['raw_size'] / c['stored_size']:.2f}x, gzip -6 (plain format) {fmt_mb(b['stored_size'])}",
-        f"module's own time (manifest duration_seconds, from a start truncated to the second): "
+        f"module's own time (manifest duration_seconds): "
         f"{c['module_duration_seconds']}s",
         "",
         "memory (MB)                                   big db   small db",

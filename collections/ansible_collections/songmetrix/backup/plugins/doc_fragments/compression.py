@@ -12,7 +12,7 @@ options:
     choices: [zstd, gzip, lz4, none]
   compression_level:
     description:
-      - Compression level; C(zstd) 1-22 (default 3), C(gzip) 1-9 (default 6), C(lz4) 1-12 (default 1).
+      - Compression level; C(zstd) 1-22 (default 2), C(gzip) 1-9 (default 6), C(lz4) 1-12 (default 1).
     type: int
   compression_threads:
     description:

@@ -16,7 +16,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.storage_local im
 
 
 def utc_now():
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    return datetime.datetime.now(datetime.timezone.utc)
 
 
 def make_storage(params):
@@ -93,7 +93,7 @@ def run_dump(params, check_mode=False):
     except BaseException:
         writer.abort()
         raise
-    finished = datetime.datetime.now(datetime.timezone.utc)
+    finished = utc_now()
     record = manifest.build_manifest(
         plan.job, plan.kind, plan.timezone, plan.source, artifact_key, started, finished, plan.compression, outcome
     )

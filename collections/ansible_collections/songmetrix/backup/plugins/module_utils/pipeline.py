@@ -13,7 +13,7 @@ import subprocess
 import threading
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError
-from ansible_collections.songmetrix.backup.plugins.module_utils.procs import Child
+from ansible_collections.songmetrix.backup.plugins.module_utils.procs import Child, enlarge_pipe
 
 CHUNK_SIZE = 1024 * 1024
 
@@ -49,6 +49,7 @@ class ThreadProducer(object):
         self._error = None
         self._aborted = False
         read_fd, write_fd = os.pipe()
+        enlarge_pipe(write_fd)
         self.stream = os.fdopen(read_fd, "rb", buffering=0)
         self._sink = os.fdopen(write_fd, "wb", buffering=CHUNK_SIZE)
         self._thread = threading.Thread(target=self._run, name=name)

@@ -6,8 +6,8 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.errors import Va
 
 def test_zstd_default_level_and_threads():
     t = compression.build_compressor("zstd")
-    assert t.argv[1:] == ["-q", "-c", "-3", "-T0"]
-    assert t.info == {"algorithm": "zstd", "level": 3, "tool": "zstd"}
+    assert t.argv[1:] == ["-q", "-c", "-2", "-T0"]
+    assert t.info == {"algorithm": "zstd", "level": 2, "tool": "zstd"}
 
 
 def test_zstd_ultra_levels():
