@@ -134,7 +134,24 @@ def pg_bin_dir() -> Path:
     )
 
 
-class PostgresServer:
+class _ManagedServer:
+    """What both servers share: use as a context manager (setup/cleanup), connection parameters."""
+
+    def __enter__(self):
+        try:
+            return self.setup()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.cleanup()
+
+    def conn_params(self) -> dict:
+        return {"host": self.host, "port": self.port, "user": self.user, "password": self.password}
+
+
+class PostgresServer(_ManagedServer):
     """A throwaway PostgreSQL cluster listening on 127.0.0.1:<free port>."""
 
     def __init__(self, *, fast: bool = True, base_dir: str | os.PathLike | None = None):
@@ -311,24 +328,11 @@ class PostgresServer:
             os.kill(pid, signal.SIGKILL)
         self._running = False
 
-    def __enter__(self) -> PostgresServer:
-        try:
-            return self.setup()
-        except BaseException:
-            self.cleanup()
-            raise
-
-    def __exit__(self, *exc) -> None:
-        self.cleanup()
-
     @property
     def running(self) -> bool:
         return self._running
 
     # -- client side
-    def conn_params(self) -> dict:
-        return {"host": self.host, "port": self.port, "user": self.user, "password": self.password}
-
     def tool(self, name: str) -> str:
         """Absolute path of a client tool of this server's version (pg_dump, pg_restore, psql...)."""
         return str(self.bin_dir / name)
@@ -377,7 +381,7 @@ def _which(name: str, *fallbacks: str) -> str:
     raise ServerUnavailable(f"{name} not found (install Debian's mariadb-server and mariadb-client: make deps)")
 
 
-class MariaDBServer:
+class MariaDBServer(_ManagedServer):
     """A throwaway MariaDB server on 127.0.0.1:<free port> with its socket in a temp dir."""
 
     def __init__(self, *, fast: bool = True, base_dir: str | os.PathLike | None = None):
@@ -531,24 +535,11 @@ class MariaDBServer:
                 shutil.rmtree(self.tmp, ignore_errors=True)
                 self.tmp = None
 
-    def __enter__(self) -> MariaDBServer:
-        try:
-            return self.setup()
-        except BaseException:
-            self.cleanup()
-            raise
-
-    def __exit__(self, *exc) -> None:
-        self.cleanup()
-
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
     # -- client side
-    def conn_params(self) -> dict:
-        return {"host": self.host, "port": self.port, "user": self.user, "password": self.password}
-
     @staticmethod
     def sql_literal(value: str) -> str:
         """A MariaDB string literal (default sql_mode: backslash escapes are active)."""
