@@ -16,6 +16,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.errors import Ba
 from ansible_collections.songmetrix.backup.plugins.module_utils.procs import Child, enlarge_pipe
 
 CHUNK_SIZE = 1024 * 1024
+HEAD_BYTES = 64 * 1024  # what head-only stream checks get to see
 
 
 class ProcessProducer(object):
@@ -85,7 +86,13 @@ class ThreadProducer(object):
 
 
 class StreamCheck(object):
-    """Looks at the raw stream as it passes; ``finish`` returns an error message or None."""
+    """Looks at the raw stream as it passes; ``finish`` returns an error message or None.
+
+    A check that sees only the head of the stream (``needs_whole_stream = False``) lets the relay
+    move the rest with splice(2), without copying it through Python.
+    """
+
+    needs_whole_stream = False
 
     def feed(self, chunk):
         pass
@@ -124,6 +131,8 @@ class HeadCheck(StreamCheck):
 
 class TailCheck(StreamCheck):
     """The stream must end with ``marker`` near its end (mysqldump's '-- Dump completed')."""
+
+    needs_whole_stream = True
 
     def __init__(self, marker, what, window=512):
         self.marker = marker
@@ -168,6 +177,37 @@ def _spawn_chain(transforms):
     return children
 
 
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _splice_after_head(source_fd, target_fd, checks):
+    """Pass the head through ``checks``, then move the rest pipe-to-pipe in the kernel.
+
+    Works on the raw descriptors: nothing may have been read through a buffered wrapper before.
+    Returns the number of bytes moved.
+    """
+    head = b""
+    while len(head) < HEAD_BYTES:
+        data = os.read(source_fd, HEAD_BYTES - len(head))
+        if not data:
+            break
+        head += data
+    for check in checks:
+        check.feed(head)
+    _write_all(target_fd, head)
+    moved = len(head)
+    if len(head) < HEAD_BYTES:
+        return moved  # the stream ended within its head
+    while True:
+        count = os.splice(source_fd, target_fd, CHUNK_SIZE)
+        if count == 0:
+            return moved
+        moved += count
+
+
 def stream(producer, transforms, writer, checks=()):
     """Run one backup stream to ``writer``; returns a StreamResult or raises BackupError.
 
@@ -199,12 +239,15 @@ def stream(producer, transforms, writer, checks=()):
     def relay_raw():
         target = children[0].stdin
         try:
-            while True:
-                chunk = producer.stream.read(CHUNK_SIZE)
-                if not chunk:
-                    break
-                feed_checks(chunk)
-                target.write(chunk)
+            if hasattr(os, "splice") and not any(c.needs_whole_stream for c in checks):
+                raw_size[0] += _splice_after_head(producer.stream.fileno(), target.fileno(), checks)
+            else:
+                while True:
+                    chunk = producer.stream.read(CHUNK_SIZE)
+                    if not chunk:
+                        break
+                    feed_checks(chunk)
+                    target.write(chunk)
         except (OSError, ValueError) as exc:
             # The transform went away; stop the producer so it does not block on a full pipe.
             relay_error.append(exc)

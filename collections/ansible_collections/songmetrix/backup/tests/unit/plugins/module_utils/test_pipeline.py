@@ -9,6 +9,7 @@ import pytest
 from ansible_collections.songmetrix.backup.plugins.module_utils.compression import Transform
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError
 from ansible_collections.songmetrix.backup.plugins.module_utils.pipeline import (
+    HeadCheck,
     NonEmptyCheck,
     ProcessProducer,
     TailCheck,
@@ -107,3 +108,24 @@ def test_thread_producer_error_is_reported():
 
     with pytest.raises(BackupError, match="Permission denied"):
         stream(ThreadProducer("tar", write), [cat()], Collect(), [])
+
+
+@pytest.mark.parametrize("head,ok", [(b"PGDMP", True), (b"NOPE!", False)])
+def test_head_check_on_a_long_spliced_stream(head, ok):
+    code = "import sys; sys.stdout.buffer.write(%r + b'q' * 5000000)" % head
+    out = Collect()
+    checks = [NonEmptyCheck("pg_dump"), HeadCheck(b"PGDMP", "pg_dump")]
+    if ok:
+        result = stream(ProcessProducer(py_child("pg_dump", code)), [cat()], out, checks)
+        assert result.raw_size == 5000005 and out.getvalue()[:5] == b"PGDMP"
+    else:
+        with pytest.raises(BackupError, match="does not start with"):
+            stream(ProcessProducer(py_child("pg_dump", code)), [cat()], out, checks)
+
+
+def test_tail_check_through_a_transform_sees_the_end():
+    code = "import sys; sys.stdout.write('x' * 3000000 + '\\n-- Dump completed on 2026-01-01\\n')"
+    out = Collect()
+    result = stream(ProcessProducer(py_child("mysqldump", code)), [cat()], out,
+                    [TailCheck(b"-- Dump completed", "mysqldump")])
+    assert result.raw_size == len(out.getvalue()) == 3000000 + 33
