@@ -19,12 +19,12 @@ ifeq ($(strip $(LC_ALL)$(LANG)),)
 export LANG := C.UTF-8
 endif
 
-.PHONY: help venv venv-dev deps backup test unit integration lint sanity bench clean
+.PHONY: help venv venv-dev deps backup test unit integration lint sanity latest bench clean
 
 help:
 	@echo "make backup       run the demo backup (playbooks/backup.yml, inventories/demo) into ./var/backups"
 	@echo "make test         install test dependencies and run all suites: unit integration lint sanity"
-	@echo "make unit | integration | lint | sanity    one suite"
+	@echo "make unit | integration | lint | sanity | latest    one suite (latest: ansible-core 2.21 on Python 3.13)"
 	@echo "make bench        benchmark (not part of make test)"
 	@echo "make venv         .venv with requirements.txt;  make deps: apt packages + requirements-dev.txt"
 	@echo "make clean        remove .venv and caches (keeps ./var/backups)"
@@ -44,9 +44,9 @@ backup: venv
 	$(VENV)/bin/ansible-playbook playbooks/backup.yml
 
 test: deps
-	@scripts/test.sh unit integration lint sanity
+	@scripts/test.sh unit integration lint sanity latest
 
-unit integration lint sanity: deps
+unit integration lint sanity latest: deps
 	@scripts/test.sh $@
 
 bench: deps
@@ -57,6 +57,6 @@ bench: deps
 	fi
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .cache \
+	rm -rf $(VENV) .venv-latest .pytest_cache .ruff_cache .cache \
 		collections/ansible_collections/songmetrix/backup/tests/output tests/bench/output
 	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run test suites and report each one's result and wall time.
 #
-#   scripts/test.sh [unit] [integration] [lint] [sanity]     (default: all four)
+#   scripts/test.sh [unit] [integration] [lint] [sanity] [latest]     (default: all five)
 #
 # Every requested suite runs even when an earlier one failed; the exit status is
 # non-zero when any suite failed. A pytest suite that collects no tests at all
@@ -67,14 +67,40 @@ suite_sanity() {
     "$repo/scripts/sanity.sh"
 }
 
+find_python313() {
+    # pyenv's shim answers only for the active version, so look in pyenv's tree as well.
+    local candidate
+    for candidate in "$(command -v python3.13 2>/dev/null)" "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.13*/bin/python3.13; do
+        if [[ -n "$candidate" && -x "$candidate" ]] && "$candidate" -V >/dev/null 2>&1; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+suite_latest() {
+    # The newest supported pair, ansible-core 2.21 on Python 3.13, in its own venv: unit tests,
+    # the engine tests and the playbook tests (lint and sanity run once, in the main venv).
+    local py
+    if ! py="$(find_python313)"; then
+        echo "[latest] Python 3.13 not found (pyenv install 3.13, or put python3.13 on PATH)"
+        return 1
+    fi
+    VENV="$repo/.venv-latest" PYTHON="$py" "$repo/scripts/venv.sh" dev || return 1
+    local latest="$repo/.venv-latest"
+    "$latest/bin/ansible" --version | head -n 1
+    PATH="$latest/bin:$PATH" "$latest/bin/python" -m pytest "$collection_tests/unit" tests "${pytest_extra[@]}"
+}
+
 suites=("$@")
-[[ ${#suites[@]} -gt 0 ]] || suites=(unit integration lint sanity)
+[[ ${#suites[@]} -gt 0 ]] || suites=(unit integration lint sanity latest)
 
 declare -A result seconds
 failed=0
 for s in "${suites[@]}"; do
     if ! declare -F "suite_$s" >/dev/null; then
-        echo "unknown suite: $s (known: unit integration lint sanity)" >&2
+        echo "unknown suite: $s (known: unit integration lint sanity latest)" >&2
         exit 2
     fi
     echo
