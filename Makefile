@@ -1,7 +1,7 @@
 # songmetrix.backup: the two commands of the README, and the pieces of `make test`.
 #
 #   make backup    demo backup of inventories/demo (SQLite + files) into ./var/backups
-#   make test      install test dependencies, then run every suite (unit, integration, lint, sanity)
+#   make test      install test dependencies, then run every suite (unit, integration, lint, sanity, latest)
 #
 # Works on a fresh Debian 12 as root with python3 (>= 3.11) and git; apt packages are
 # installed only when missing. Set PYTHON=python3.13 (say) to build .venv with another Python.
