@@ -298,6 +298,9 @@ def stream(producer, transforms, writer, checks=()):
                 problems.append(message)
     if main_error:
         problems.append(main_error)
+    if relay_error and not problems:
+        # Normally the transform's own failure explains a broken relay; never let it pass silently.
+        problems.append("passing the dump to %s failed: %s" % (children[0].name, relay_error[0]))
     if not problems:
         for check in checks:
             message = check.finish(raw_size[0])

@@ -97,15 +97,9 @@ class MysqlSource(object):
         siblings = [os.path.join(os.path.dirname(self.dump_tool), n) for n in sibling_names]
         found = [s for s in siblings if os.access(s, os.X_OK)]
         self.client_tool = found[0] if found else _first_tool(sibling_names, None)
-        # The option file dialect follows the client actually used, not the engine's name.
-        is_mariadb = "mariadb" in os.path.basename(self.dump_tool) or self._is_mariadb_client()
-        self.family = "mariadb" if is_mariadb else "mysql"
+        self.family = None  # set by preflight() from the dump tool's --version
         self.tool_version = None
         self.server_version = None
-
-    def _is_mariadb_client(self):
-        rc, out, dummy = run_capture("mysqldump", [self.dump_tool, "--version"])
-        return rc == 0 and "mariadb" in out.lower()
 
     def _where(self):
         p = self.params
@@ -120,6 +114,9 @@ class MysqlSource(object):
         if rc != 0:
             raise BackupError("%s --version failed: %s" % (self.dump_tool, last_lines(err or out)))
         self.tool_version = out.strip()
+        # The option file dialect follows the client actually installed, not the engine's name.
+        is_mariadb = "mariadb" in os.path.basename(self.dump_tool) or "mariadb" in self.tool_version.lower()
+        self.family = "mariadb" if is_mariadb else "mysql"
         fd = self._credentials_fd()
         # --defaults-extra-file must come first on the command line.
         argv = [self.client_tool, "--defaults-extra-file=/dev/fd/%d" % fd, "--batch", "--skip-column-names",
