@@ -19,6 +19,9 @@ import pytest
 from tests.modrun import REPO_ROOT, run_module as _run_module
 from tests.servers import MariaDBServer, PostgresServer, ServerUnavailable
 
+# Storage servers (moto S3, sshd) live in their own fixture modules.
+pytest_plugins = ["tests.fixtures_s3", "tests.fixtures_sftp"]
+
 
 def _server(cls):
     try:

@@ -1,4 +1,8 @@
-"""One backup, end to end: validate everything, stream the dump to storage, write the manifest last."""
+"""One backup, end to end: validate everything, stream the source to storage, write the manifest last.
+
+The dump module backs up a source (a database, a directory); the upload module an existing file.
+Both build a plan (validation only, nothing runs) and hand it to run_backup().
+"""
 
 import datetime
 import os
@@ -9,20 +13,20 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.compression impo
     build_compressor,
     compressed_extension,
 )
-from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
+from ansible_collections.songmetrix.backup.plugins.module_utils.errors import (
+    BackupError,
+    StorageError,
+    ValidationError,
+)
 from ansible_collections.songmetrix.backup.plugins.module_utils.pipeline import stream
+from ansible_collections.songmetrix.backup.plugins.module_utils.source_localfile import LocalFileSource
 from ansible_collections.songmetrix.backup.plugins.module_utils.sources import make_source
-from ansible_collections.songmetrix.backup.plugins.module_utils.storage_local import LocalStorage
+from ansible_collections.songmetrix.backup.plugins.module_utils.spool import Spool
+from ansible_collections.songmetrix.backup.plugins.module_utils.storage import make_storage
 
 
 def utc_now():
     return datetime.datetime.now(datetime.timezone.utc)
-
-
-def make_storage(params):
-    if params.get("type", "local") == "local":
-        return LocalStorage(params.get("path"))
-    raise ValidationError("storage.type %r is not supported" % (params.get("type"),))
 
 
 def spool_directory(path):
@@ -32,10 +36,10 @@ def spool_directory(path):
     return path
 
 
-class DumpPlan(object):
-    """Everything a dump needs, validated; building it runs nothing and writes nothing."""
+class BackupPlan(object):
+    """Everything one backup needs, validated; building it runs nothing and writes nothing."""
 
-    def __init__(self, params):
+    def __init__(self, params, source_factory):
         self.job = validation.job_name(params["job"])
         self.kind = params.get("kind") or "scheduled"
         self.timezone = validation.timezone_name(params.get("timezone") or "UTC")
@@ -49,8 +53,10 @@ class DumpPlan(object):
             {"algorithm": self.compressor.info["algorithm"], "level": self.compressor.info["level"]}
         )
         self.spool_dir = spool_directory(params.get("spool_dir"))
-        self.source = make_source(params["source"], self.spool_dir)
+        self.source = source_factory(self.spool_dir)
         self.storage = make_storage(storage_params)
+        # Only an explicitly given spool_dir keeps failed uploads: the system temp dir is no place for them.
+        self.spool = Spool(self.spool_dir, self.storage) if params.get("spool_dir") else None
 
     def extension(self):
         ext = self.source.extension
@@ -58,27 +64,137 @@ class DumpPlan(object):
             ext += "." + compressed_extension(self.compression["algorithm"])
         return ext
 
+    def keys(self, started):
+        stem = layout.backup_stem(self.prefix, self.job, self.kind, started)
+        return layout.artifact_key(stem, self.extension()), layout.manifest_key(stem)
 
-def run_dump(params, check_mode=False):
+    def metadata(self, started):
+        """Object metadata (S3 user metadata): enough to tell what an object is without its manifest."""
+        return manifest.object_metadata(dict(
+            job=self.job, engine=self.source.engine, database=self.source.database, kind=self.kind,
+            started=layout.iso_utc(started), timezone=self.timezone,
+        ))
+
+
+def dump_plan(params):
+    return BackupPlan(params, lambda spool_dir: make_source(params["source"], spool_dir))
+
+
+def upload_plan(params):
+    return BackupPlan(
+        params, lambda spool_dir: LocalFileSource(params["src"], params.get("engine"), params.get("database"))
+    )
+
+
+class _StorageWriter(object):
+    """Marks failures of the storage writer as StorageError, so the caller can tell them from source failures."""
+
+    def __init__(self, writer):
+        self._writer = writer
+
+    def write(self, data):
+        try:
+            self._writer.write(data)
+        except StorageError:
+            raise
+        except BackupError as exc:
+            raise StorageError(str(exc), **exc.details)
+
+    def commit(self):
+        _as_storage_error(self._writer.commit)
+
+    def abort(self):
+        self._writer.abort()
+
+
+def _as_storage_error(call, *args):
+    try:
+        return call(*args)
+    except StorageError:
+        raise
+    except BackupError as exc:
+        if isinstance(exc, ValidationError):
+            raise
+        raise StorageError(str(exc), **exc.details)
+
+
+def store_backup(plan, storage, started):
+    """Stream the source into ``storage``, then write the manifest; returns (manifest dict, manifest key)."""
+    artifact_key, manifest_key = plan.keys(started)
+    for key in (artifact_key, manifest_key):
+        if _as_storage_error(storage.exists, key):
+            raise BackupError("a backup named %s already exists; wait a second and run again" % key)
+    metadata = plan.metadata(started)
+    size_hint = plan.source.size_estimate() if hasattr(plan.source, "size_estimate") else None
+    writer = _StorageWriter(_as_storage_error(storage.open_writer, artifact_key, metadata, size_hint))
+    try:
+        outcome = stream(plan.source.open(), [plan.compressor], writer, plan.source.stream_checks())
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    record = manifest.build_manifest(
+        plan.job, plan.kind, plan.timezone, plan.source, artifact_key, started, utc_now(), plan.compression, outcome
+    )
+    try:
+        _as_storage_error(storage.put_small, manifest_key, manifest.encode(record), metadata)
+    except BaseException:
+        # Without its manifest the artifact is not a backup: do not leave it looking like one.
+        storage.delete(artifact_key)
+        raise
+    return record, manifest_key
+
+
+def _spool_instead(plan, cause):
+    """The storage failed: take the backup again into the spool, then fail loudly saying where it is."""
+    cause_text = str(cause)
+    try:
+        plan.spool.prepare()
+        record, manifest_key = store_backup(plan, plan.spool.storage, utc_now())
+    except BackupError as exc:
+        raise BackupError("%s; keeping the backup in the spool failed too: %s" % (cause_text, exc))
+    where = plan.spool.storage.location(manifest_key)
+    raise BackupError(
+        "%s. The backup was kept complete in the spool (%s); the next run with this spool_dir, or the "
+        "songmetrix.backup.upload module with spool_dir, uploads it." % (cause_text, where),
+        spooled=where, manifest=record,
+    )
+
+
+def run_backup(plan, check_mode=False):
     """Run (or, in check mode, validate and describe) one backup; returns the module result."""
-    plan = DumpPlan(params)
+    try:
+        return _run(plan, check_mode)
+    finally:
+        plan.storage.close()
+
+
+def _run(plan, check_mode):
     plan.source.preflight()
-    plan.storage.preflight(create=not check_mode)
+    spool_report = plan.spool.pending(plan.prefix, plan.job) if plan.spool else None
+    try:
+        plan.storage.preflight(create=not check_mode)
+    except ValidationError:
+        raise
+    except BackupError as exc:
+        if plan.spool is None or check_mode:
+            raise
+        _spool_instead(plan, exc)
+
+    if plan.spool and not check_mode:
+        spool_report = plan.spool.drain(plan.prefix, plan.job)
 
     started = utc_now()
-    stem = layout.backup_stem(plan.prefix, plan.job, plan.kind, started)
-    artifact_key = layout.artifact_key(stem, plan.extension())
-    manifest_key = layout.manifest_key(stem)
-    for key in (artifact_key, manifest_key):
-        if plan.storage.exists(key):
-            raise BackupError("a backup named %s already exists; wait a second and run again" % key)
-
+    artifact_key, manifest_key = plan.keys(started)
     result = {
         "artifact": artifact_key,
         "manifest_key": manifest_key,
         "path": plan.storage.location(artifact_key),
+        "storage": plan.storage.describe(),
         "command": plan.source.argv(),
     }
+    if spool_report is not None:
+        result["spool"] = spool_report
     if check_mode:
         result["manifest"] = manifest.build_manifest(
             plan.job, plan.kind, plan.timezone, plan.source, artifact_key, started, None, plan.compression
@@ -86,22 +202,25 @@ def run_dump(params, check_mode=False):
         result["changed"] = True
         return result
 
-    writer = plan.storage.open_writer(artifact_key)
     try:
-        outcome = stream(plan.source.open(), [plan.compressor], writer, plan.source.stream_checks())
-        writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
-    finished = utc_now()
-    record = manifest.build_manifest(
-        plan.job, plan.kind, plan.timezone, plan.source, artifact_key, started, finished, plan.compression, outcome
-    )
-    try:
-        plan.storage.put_small(manifest_key, manifest.encode(record))
-    except BaseException:
-        # Without its manifest the artifact is not a backup: do not leave it looking like one.
-        plan.storage.delete(artifact_key)
-        raise
+        record = store_backup(plan, plan.storage, started)[0]
+    except StorageError as exc:
+        if plan.spool is None:
+            raise
+        _spool_instead(plan, exc)
+    if spool_report and spool_report.get("failed"):
+        raise BackupError(
+            "the backup was stored, but %d spooled backup(s) could not be uploaded: %s"
+            % (len(spool_report["failed"]), "; ".join(item["error"] for item in spool_report["failed"])),
+            manifest=record, spool=spool_report, artifact=artifact_key,
+        )
     result.update(changed=True, manifest=record, warnings=list(getattr(plan.source, "warnings", [])))
     return result
+
+
+def run_dump(params, check_mode=False):
+    return run_backup(dump_plan(params), check_mode)
+
+
+def run_upload(params, check_mode=False):
+    return run_backup(upload_plan(params), check_mode)

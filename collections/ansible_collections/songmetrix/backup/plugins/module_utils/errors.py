@@ -15,3 +15,7 @@ class BackupError(Exception):
 
 class ValidationError(BackupError):
     """Bad input, detected before anything runs or is written."""
+
+
+class StorageError(BackupError):
+    """The storage failed (unreachable, refused, full) while the source was fine; the spool may keep the backup."""

@@ -43,3 +43,11 @@ def encode(manifest):
 
 def decode(data):
     return json.loads(data.decode("utf-8"))
+
+
+METADATA_FIELDS = ("job", "engine", "database", "kind", "started", "timezone")
+
+
+def object_metadata(record):
+    """The manifest fields every stored object carries as metadata (S3 user metadata)."""
+    return {name: str(record.get(name) or "") for name in METADATA_FIELDS}

@@ -12,7 +12,7 @@ import os
 import subprocess
 import threading
 
-from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError
+from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, StorageError
 from ansible_collections.songmetrix.backup.plugins.module_utils.procs import Child, enlarge_pipe
 
 CHUNK_SIZE = 1024 * 1024
@@ -223,6 +223,7 @@ def stream(producer, transforms, writer, checks=()):
     digest = hashlib.sha256()
     stored_size = 0
     main_error = None
+    writer_error = None
 
     def feed_checks(chunk):
         raw_size[0] += len(chunk)
@@ -273,7 +274,11 @@ def stream(producer, transforms, writer, checks=()):
             if not children:
                 feed_checks(chunk)
             digest.update(chunk)
-            writer.write(chunk)
+            try:
+                writer.write(chunk)
+            except BackupError as exc:
+                writer_error = exc
+                raise
             stored_size += len(chunk)
     except BackupError as exc:
         main_error = str(exc)
@@ -307,6 +312,8 @@ def stream(producer, transforms, writer, checks=()):
             if message:
                 problems.append(message)
                 break
+    if problems == [main_error] and writer_error is not None:
+        raise StorageError(main_error, **writer_error.details)
     if problems:
         raise BackupError("; ".join(problems))
     return StreamResult(raw_size[0], stored_size, digest.hexdigest())

@@ -24,13 +24,59 @@ SOURCE_OPTIONS = dict(
     executable=dict(type="path"),
 )
 
+STORAGE_TYPES = ["local", "s3", "sftp"]
+
+# Options per storage type. Type-specific options have no spec default, so that storage.py can
+# refuse an option given for the wrong type; their defaults are applied there (and documented).
 STORAGE_OPTIONS = dict(
-    type=dict(type="str", default="local", choices=["local"]),
-    path=dict(type="path"),
+    type=dict(type="str", default="local", choices=STORAGE_TYPES),
+    path=dict(type="str"),
     prefix=dict(type="str", default=""),
+    retries=dict(type="int", default=3),
+    timeout=dict(type="int", default=60),
+    # s3
+    bucket=dict(type="str"),
+    region=dict(type="str"),
+    endpoint_url=dict(type="str"),
+    addressing_style=dict(type="str", choices=["auto", "path", "virtual"]),
+    access_key=dict(type="str", no_log=True),
+    secret_key=dict(type="str", no_log=True),
+    session_token=dict(type="str", no_log=True),
+    profile=dict(type="str"),
+    storage_class=dict(type="str"),
+    sse=dict(type="str", choices=["AES256", "aws:kms"]),
+    kms_key_id=dict(type="str", no_log=False),
+    object_lock=dict(
+        type="dict",
+        options=dict(
+            mode=dict(type="str", required=True, choices=["GOVERNANCE", "COMPLIANCE"]),
+            retain_days=dict(type="int", required=True),
+        ),
+    ),
+    tags=dict(type="dict"),
+    validate_certs=dict(type="bool"),
+    ca_bundle=dict(type="path"),
+    part_size=dict(type="int"),
+    max_concurrency=dict(type="int"),
+    checksum=dict(type="str", choices=["sha256", "none"]),
+    request_checksum_calculation=dict(type="str", choices=["when_required", "when_supported"]),
+    # sftp
+    host=dict(type="str"),
+    port=dict(type="int"),
+    user=dict(type="str"),
+    password=dict(type="str", no_log=True),
+    private_key=dict(type="path"),
+    private_key_passphrase=dict(type="str", no_log=True),
+    known_hosts=dict(type="path"),
+    host_key=dict(type="str"),
+    host_key_checking=dict(type="bool"),
 )
 
-STORAGE_REQUIRED_IF = [("type", "local", ["path"])]
+STORAGE_REQUIRED_IF = [
+    ("type", "local", ["path"]),
+    ("type", "s3", ["bucket"]),
+    ("type", "sftp", ["host", "path"]),
+]
 
 
 def source_spec():

@@ -4,6 +4,7 @@ import errno
 import os
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
+from ansible_collections.songmetrix.backup.plugins.module_utils.storage import ObjectInfo
 
 FILE_MODE = 0o600
 DIR_MODE = 0o750
@@ -67,13 +68,41 @@ class LocalArtifactWriter(object):
             pass
 
 
+class LocalFileReader(object):
+    """A stored file opened for reading; ``size`` is known up front."""
+
+    def __init__(self, path):
+        try:
+            self._handle = open(path, "rb")
+            self.size = os.fstat(self._handle.fileno()).st_size
+        except OSError as exc:
+            raise BackupError("cannot read %s: %s" % (path, _oserror_text(exc)))
+        self.path = path
+
+    def read(self, count=-1):
+        try:
+            return self._handle.read(count)
+        except OSError as exc:
+            raise BackupError("reading %s failed: %s" % (self.path, _oserror_text(exc)))
+
+    def close(self):
+        self._handle.close()
+
+
 class LocalStorage(object):
     type = "local"
 
     def __init__(self, path):
+        path = os.path.expanduser(path or "")
         if not path or not os.path.isabs(path):
             raise ValidationError("storage.path must be an absolute directory path, not %r" % (path,))
         self.root = os.path.normpath(path)
+
+    def describe(self):
+        return {"type": "local", "path": self.root}
+
+    def close(self):
+        pass
 
     def location(self, key):
         return os.path.join(self.root, *key.split("/"))
@@ -101,7 +130,7 @@ class LocalStorage(object):
     def exists(self, key):
         return os.path.lexists(self.location(key))
 
-    def open_writer(self, key):
+    def open_writer(self, key, metadata=None, size_hint=None):
         path = self.location(key)
         try:
             os.makedirs(os.path.dirname(path), DIR_MODE, exist_ok=True)
@@ -109,7 +138,7 @@ class LocalStorage(object):
         except OSError as exc:
             raise BackupError("cannot write to %s: %s" % (os.path.dirname(path), _oserror_text(exc)))
 
-    def put_small(self, key, data):
+    def put_small(self, key, data, metadata=None):
         """Write a small object (a manifest) atomically: temp name, fsync, rename, fsync dir."""
         writer = self.open_writer(key)
         try:
@@ -124,3 +153,34 @@ class LocalStorage(object):
             os.unlink(self.location(key))
         except FileNotFoundError:
             pass
+
+    def open_reader(self, key):
+        return LocalFileReader(self.location(key))
+
+    def get_small(self, key):
+        reader = self.open_reader(key)
+        try:
+            return reader.read()
+        finally:
+            reader.close()
+
+    def list_keys(self, prefix=""):
+        """Every file under ``prefix`` (a key prefix; a partial last part matches file names too)."""
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        start = self.location(folder) if folder else self.root
+        for directory, subdirs, files in os.walk(start, onerror=self._walk_error):
+            subdirs.sort()
+            for name in sorted(files):
+                full = os.path.join(directory, name)
+                key = os.path.relpath(full, self.root).replace(os.sep, "/")
+                if not key.startswith(prefix):
+                    continue
+                try:
+                    info = os.lstat(full)
+                except FileNotFoundError:
+                    continue  # removed while listing
+                yield ObjectInfo(key, info.st_size, info.st_mtime)
+
+    def _walk_error(self, exc):
+        if not isinstance(exc, FileNotFoundError):
+            raise BackupError("cannot list %s: %s" % (exc.filename, _oserror_text(exc)))

@@ -45,6 +45,12 @@ options:
     description:
       - Directory for the temporary files that cannot be avoided, the SQLite online copy and the
         PostgreSQL directory-format dump; the system temporary directory when omitted.
+      - When given, it is also the spool. If the storage cannot be reached or fails during the
+        upload (after O(storage.retries)), the backup is taken again into
+        C(<spool_dir>/songmetrix-spool/<storage id>/), complete with its manifest, and the task
+        fails saying so. The next run of the job with the same O(spool_dir), or
+        M(songmetrix.backup.upload) with O(spool_dir), uploads spooled backups first and removes
+        each one only after its stored copy was read back and matched its SHA-256.
     type: path
 attributes:
   check_mode:
@@ -80,6 +86,38 @@ EXAMPLES = r"""
       type: local
       path: /srv/backups
       prefix: prod
+
+- name: Stream a PostgreSQL dump to MinIO, keeping it in a local spool if the upload fails
+  songmetrix.backup.dump:
+    job: billing-db
+    source:
+      engine: postgresql
+      host: db1.example.com
+      user: backup
+      password: "{{ vault_billing_backup_password }}"
+      database: billing
+    storage:
+      type: s3
+      endpoint_url: https://minio.internal:9000
+      bucket: backups
+      prefix: prod
+      access_key: "{{ vault_minio_access_key }}"
+      secret_key: "{{ vault_minio_secret_key }}"
+    spool_dir: /var/spool/songmetrix
+
+- name: Back up a directory to an SFTP server, host key pinned
+  songmetrix.backup.dump:
+    job: www-uploads
+    source:
+      engine: files
+      path: /var/www/uploads
+    storage:
+      type: sftp
+      host: backup.example.net
+      user: backup
+      private_key: /etc/songmetrix/backup_ed25519
+      host_key: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExampleExampleEx
+      path: /srv/backups
 
 - name: Back up a MariaDB database with gzip level 9, as a manual backup
   songmetrix.backup.dump:
@@ -119,10 +157,34 @@ manifest_key:
   type: str
   sample: prod/billing-db/2026/11/23/billing-db-20261123T020000Z.manifest.json
 path:
-  description: Absolute path of the artifact for local storage.
+  description: Where the artifact is, for people; a path, C(s3://bucket/key) or C(sftp://user@host:port/path).
   returned: always
   type: str
   sample: /srv/backups/prod/billing-db/2026/11/23/billing-db-20261123T020000Z.dump.zst
+storage:
+  description: The storage written to, without credentials.
+  returned: always
+  type: dict
+  sample: {"type": "s3", "bucket": "backups", "endpoint_url": "https://s3.example.com", "region": "eu-central-1"}
+spool:
+  description:
+    - With O(spool_dir), the spooled backups of this job found before the backup; they are uploaded
+      (and verified) before the new backup starts. Manifest keys.
+  returned: when spool_dir is set
+  type: dict
+  contains:
+    uploaded:
+      description: Spooled backups now stored and removed from the spool.
+      type: list
+      elements: str
+    pending:
+      description: Spooled backups still in the spool.
+      type: list
+      elements: str
+    failed:
+      description: Spooled backups whose upload failed, with the error.
+      type: list
+      elements: dict
 command:
   description: The dump tool's argv (no secrets in it); null for in-process sources (sqlite, files).
   returned: always

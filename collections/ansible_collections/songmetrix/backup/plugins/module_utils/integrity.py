@@ -1,0 +1,66 @@
+"""Re-reading stored artifacts: size and SHA-256 against what the manifest recorded."""
+
+import hashlib
+
+from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError
+
+CHUNK_SIZE = 1024 * 1024
+
+
+def read_digest(storage, key, sink=None):
+    """(size, sha256 hex) of a stored object, read as a stream; ``sink(chunk)`` sees every chunk."""
+    reader = storage.open_reader(key)
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        while True:
+            chunk = reader.read(CHUNK_SIZE)
+            if not chunk:
+                break
+            digest.update(chunk)
+            size += len(chunk)
+            if sink is not None:
+                sink(chunk)
+    finally:
+        reader.close()
+    return size, digest.hexdigest()
+
+
+def artifact_problem(storage, record):
+    """None when the stored artifact matches its manifest, else what is wrong with it."""
+    key = record.get("artifact")
+    if not key:
+        return "the manifest names no artifact"
+    if not storage.exists(key):
+        return "artifact %s is missing" % key
+    size, sha256 = read_digest(storage, key)
+    if record.get("stored_size") is not None and size != record["stored_size"]:
+        return "artifact %s has %d bytes, the manifest says %d" % (key, size, record["stored_size"])
+    if sha256 != record.get("sha256"):
+        return "artifact %s has SHA-256 %s, the manifest says %s" % (key, sha256, record.get("sha256"))
+    return None
+
+
+def copy_object(source, target, key, metadata=None):
+    """Copy one object between storages as a stream; nothing is visible in ``target`` unless complete."""
+    reader = source.open_reader(key)
+    try:
+        writer = target.open_writer(key, metadata, getattr(reader, "size", None))
+        try:
+            while True:
+                chunk = reader.read(CHUNK_SIZE)
+                if not chunk:
+                    break
+                writer.write(chunk)
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+    finally:
+        reader.close()
+
+
+def require_intact(storage, record):
+    problem = artifact_problem(storage, record)
+    if problem:
+        raise BackupError(problem)

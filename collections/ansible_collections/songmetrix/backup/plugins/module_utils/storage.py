@@ -1,0 +1,80 @@
+"""Pick the storage implementation for ``storage.type`` and check its options.
+
+Every storage (storage_local, storage_s3, storage_sftp) offers the same methods, keyed by
+'/'-separated keys relative to the storage root (see layout.py):
+
+  type                          "local", "s3" or "sftp"
+  describe()                    identity without secrets, e.g. {"type": "s3", "bucket": ..., "endpoint_url": ...}
+  location(key)                 where a key lives, for people: a path, s3://bucket/key, sftp://user@host:port/path
+  preflight(create)             prove the storage is reachable and (create=True) writable; create=False
+                                (check mode) only reads. Raises ValidationError/BackupError.
+  exists(key)                   bool
+  open_writer(key, metadata, size_hint)
+                                a writer: write(bytes) any number of times, then commit() (the object
+                                appears complete, never overwriting one) or abort() (nothing stays
+                                behind; never raises). metadata is {str: str} (job, engine, ...).
+  put_small(key, data, metadata)    write a small object (a manifest) the same way, in one call
+  open_reader(key)              a reader: read(n) -> bytes (b"" at the end), close(); .size is known
+  get_small(key)                the bytes of a small object
+  list_keys(prefix)             every object under a key prefix, recursively: ObjectInfo(key, size, modified)
+  delete(key)                   remove one object; a missing one is not an error
+  close()                       release connections
+
+Errors name the location and the cause and never contain a secret.
+"""
+
+from collections import namedtuple
+
+from ansible_collections.songmetrix.backup.plugins.module_utils.errors import ValidationError
+
+# modified: seconds since the epoch (float), or None where the storage cannot tell.
+ObjectInfo = namedtuple("ObjectInfo", ["key", "size", "modified"])
+
+COMMON_OPTIONS = ("type", "path", "prefix", "retries", "timeout")
+TYPE_OPTIONS = {
+    "local": (),
+    "s3": (
+        "bucket", "region", "endpoint_url", "addressing_style", "access_key", "secret_key",
+        "session_token", "profile", "storage_class", "sse", "kms_key_id", "object_lock", "tags",
+        "validate_certs", "ca_bundle", "part_size", "max_concurrency", "checksum",
+        "request_checksum_calculation",
+    ),
+    "sftp": (
+        "host", "port", "user", "password", "private_key", "private_key_passphrase", "known_hosts",
+        "host_key", "host_key_checking",
+    ),
+}
+
+
+def check_options(params):
+    """Refuse options that belong to another storage type: a typo must not be silently ignored."""
+    kind = params.get("type") or "local"
+    if kind not in TYPE_OPTIONS:
+        raise ValidationError("storage.type must be one of %s, not %r" % (", ".join(sorted(TYPE_OPTIONS)), kind))
+    allowed = set(COMMON_OPTIONS) | set(TYPE_OPTIONS[kind])
+    stray = sorted(name for name, value in params.items() if value is not None and name not in allowed)
+    if stray:
+        raise ValidationError(
+            "storage option(s) %s do not apply to storage.type %s" % (", ".join(stray), kind)
+        )
+    if params.get("retries") is not None and not 0 <= params["retries"] <= 20:
+        raise ValidationError("storage.retries must be between 0 and 20, not %s" % params["retries"])
+    if params.get("timeout") is not None and not 1 <= params["timeout"] <= 3600:
+        raise ValidationError("storage.timeout must be between 1 and 3600 seconds, not %s" % params["timeout"])
+    return kind
+
+
+def make_storage(params):
+    """The storage object for a validated ``storage`` dict."""
+    kind = check_options(params)
+    if kind == "local":
+        from ansible_collections.songmetrix.backup.plugins.module_utils.storage_local import LocalStorage
+
+        return LocalStorage(params.get("path"))
+    if kind == "s3":
+        from ansible_collections.songmetrix.backup.plugins.module_utils.storage_s3 import S3Storage
+
+        return S3Storage(params)
+    from ansible_collections.songmetrix.backup.plugins.module_utils.storage_sftp import SftpStorage
+
+    return SftpStorage(params)
