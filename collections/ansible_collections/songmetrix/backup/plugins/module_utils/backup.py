@@ -223,4 +223,39 @@ def run_dump(params, check_mode=False):
 
 
 def run_upload(params, check_mode=False):
-    return run_backup(upload_plan(params), check_mode)
+    """An existing file to storage; without ``src``, only what the spool holds."""
+    if not params.get("src"):
+        return run_spool_upload(params, check_mode)
+    result = run_backup(upload_plan(params), check_mode)
+    if params.get("remove_src") and not check_mode:
+        # Only now: the artifact and its manifest are stored.
+        try:
+            os.unlink(params["src"])
+        except OSError as exc:
+            result.setdefault("warnings", []).append("could not remove %s: %s" % (params["src"], exc.strerror))
+        else:
+            result["src_removed"] = True
+    return result
+
+
+def run_spool_upload(params, check_mode=False):
+    """Upload what the spool holds for a storage (one job, or all), without a new backup."""
+    prefix = validation.storage_prefix(params["storage"].get("prefix"))
+    job = validation.job_name(params["job"]) if params.get("job") else None
+    storage = make_storage(params["storage"])
+    try:
+        spool = Spool(spool_directory(params["spool_dir"]), storage)
+        if check_mode:
+            report = spool.pending(prefix, job)
+            return {"changed": bool(report["pending"]), "spool": report, "storage": storage.describe()}
+        storage.preflight(create=True)
+        report = spool.drain(prefix, job)
+        if report["failed"]:
+            raise BackupError(
+                "%d spooled backup(s) could not be uploaded: %s"
+                % (len(report["failed"]), "; ".join(item["error"] for item in report["failed"])),
+                spool=report,
+            )
+        return {"changed": bool(report["uploaded"]), "spool": report, "storage": storage.describe()}
+    finally:
+        storage.close()

@@ -86,3 +86,16 @@ def _which_optional(name):
         return find_tool(name)
     except ValidationError:
         return None
+
+
+def build_decompressor(algorithm):
+    """The Transform that turns a stored stream back into the raw dump (None for 'none')."""
+    if algorithm in (None, "none"):
+        return None
+    if algorithm not in LEVELS:
+        raise ValidationError("unknown compression %r in the manifest" % (algorithm,))
+    tool = {"zstd": "zstd", "gzip": "gzip", "lz4": "lz4"}[algorithm]
+    argv = [find_tool(tool, package_hint=tool), "-d", "-c"]
+    if algorithm != "gzip":
+        argv.insert(1, "-q")
+    return Transform(tool + " -d", argv, {"algorithm": algorithm})

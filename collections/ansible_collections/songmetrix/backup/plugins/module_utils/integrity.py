@@ -34,10 +34,15 @@ def artifact_problem(storage, record):
     if not storage.exists(key):
         return "artifact %s is missing" % key
     size, sha256 = read_digest(storage, key)
-    if record.get("stored_size") is not None and size != record["stored_size"]:
-        return "artifact %s has %d bytes, the manifest says %d" % (key, size, record["stored_size"])
-    if sha256 != record.get("sha256"):
-        return "artifact %s has SHA-256 %s, the manifest says %s" % (key, sha256, record.get("sha256"))
+    return mismatch(key, size, sha256, record.get("stored_size"), record.get("sha256"))
+
+
+def mismatch(key, size, sha256, expected_size, expected_sha256):
+    """What differs between what was read and what the manifest recorded (None when nothing)."""
+    if expected_size is not None and size != expected_size:
+        return "%s has %d bytes, the manifest says %d" % (key, size, expected_size)
+    if sha256 != expected_sha256:
+        return "%s has SHA-256 %s, the manifest says %s" % (key, sha256, expected_sha256)
     return None
 
 

@@ -1,5 +1,8 @@
 """Where a backup lives in storage: <prefix>/<job>/[manual/]<YYYY>/<MM>/<DD>/<job>-<UTC stamp>.<ext>."""
 
+import datetime
+import re
+
 MANIFEST_SUFFIX = ".manifest.json"
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 
@@ -26,3 +29,48 @@ def manifest_key(stem):
 def iso_utc(moment):
     """UTC ISO 8601 with a Z, seconds precision: what manifests carry."""
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_STEM_RE = re.compile(
+    r"^(?P<job>[A-Za-z0-9][A-Za-z0-9._-]{0,99})/(?:(?P<manual>manual)/)?"
+    r"(?P<y>\d{4})/(?P<m>\d{2})/(?P<d>\d{2})/(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,99})-(?P<stamp>\d{8}T\d{6}Z)$"
+)
+
+
+def parse_manifest_key(key, prefix=""):
+    """{job, kind, started (datetime, UTC), stem} for a manifest key of our layout, else None.
+
+    A key that merely ends in .manifest.json but does not follow the layout (wrong folder, a job
+    name that differs between folder and file, a date folder that disagrees with the stamp) is
+    not ours, and nothing treats it as a backup.
+    """
+    if not key.endswith(MANIFEST_SUFFIX):
+        return None
+    stem = key[: -len(MANIFEST_SUFFIX)]
+    if prefix:
+        if not stem.startswith(prefix + "/"):
+            return None
+        rest = stem[len(prefix) + 1:]
+    else:
+        rest = stem
+    match = _STEM_RE.match(rest)
+    if not match or match.group("name") != match.group("job"):
+        return None
+    try:
+        started = datetime.datetime.strptime(match.group("stamp"), STAMP_FORMAT)
+    except ValueError:
+        return None
+    if started.strftime("%Y/%m/%d") != "%s/%s/%s" % (match.group("y"), match.group("m"), match.group("d")):
+        return None
+    return {
+        "job": match.group("job"),
+        "kind": "manual" if match.group("manual") else "scheduled",
+        "started": started.replace(tzinfo=datetime.timezone.utc),
+        "stem": stem,
+    }
+
+
+def job_folder(prefix, job=None):
+    """The key prefix under which a job's (or, without a job, every job's) backups are listed."""
+    parts = [p for p in (prefix, job) if p]
+    return "/".join(parts) + "/" if parts else ""

@@ -38,9 +38,8 @@ class Spool(object):
         """Manifest keys in the spool, oldest first, for one job (or every job under ``prefix``)."""
         if not os.path.isdir(self.root):
             return []
-        parts = [p for p in (prefix, job) if p]
-        under = "/".join(parts) + "/" if parts else ""
-        keys = [info.key for info in self.storage.list_keys(under) if info.key.endswith(layout.MANIFEST_SUFFIX)]
+        under = layout.job_folder(prefix, job)
+        keys = [info.key for info in self.storage.list_keys(under) if layout.parse_manifest_key(info.key, prefix)]
         return sorted(keys, key=lambda key: key.rsplit("/", 1)[-1])
 
     def pending(self, prefix="", job=None):

@@ -23,6 +23,7 @@ Every storage (storage_local, storage_s3, storage_sftp) offers the same methods,
 Errors name the location and the cause and never contain a secret.
 """
 
+import contextlib
 from collections import namedtuple
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import ValidationError
@@ -78,3 +79,13 @@ def make_storage(params):
     from ansible_collections.songmetrix.backup.plugins.module_utils.storage_sftp import SftpStorage
 
     return SftpStorage(params)
+
+
+@contextlib.contextmanager
+def opened_storage(params):
+    """make_storage() for the length of a with-block; connections are closed after it."""
+    storage = make_storage(params)
+    try:
+        yield storage
+    finally:
+        storage.close()

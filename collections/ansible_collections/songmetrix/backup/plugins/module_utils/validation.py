@@ -1,5 +1,6 @@
 """Checks on user input that must pass before any process starts or any byte is written."""
 
+import datetime
 import re
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import ValidationError
@@ -52,3 +53,28 @@ def no_control_chars(label, value):
     if any(ch in text for ch in ("\x00", "\n", "\r")):
         raise ValidationError("%s must not contain NUL or line breaks" % label)
     return value
+
+
+def timestamp(label, text, end_of_day=False):
+    """An aware UTC datetime from ISO 8601 ('2026-11-23', '2026-11-23T02:00:00Z', '...+01:00').
+
+    A bare date means the start of that day in UTC, or its last second with ``end_of_day``
+    (so that until: 2026-11-23 includes the whole day).
+    """
+    if text is None:
+        return None
+    value = str(text).strip()
+    try:
+        if len(value) == 10:
+            moment = datetime.datetime.strptime(value, "%Y-%m-%d")
+            if end_of_day:
+                moment += datetime.timedelta(days=1, seconds=-1)
+        else:
+            moment = datetime.datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+    except ValueError:
+        raise ValidationError(
+            "%s %r is not an ISO 8601 date or time, such as 2026-11-23 or 2026-11-23T02:00:00Z" % (label, text)
+        )
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment.astimezone(datetime.timezone.utc)

@@ -1,0 +1,193 @@
+"""Verify one stored backup: the manifest is sound, every stored byte matches its SHA-256, and
+(deep) the decompressed stream is a complete dump of its format.
+
+The deep check runs in the same single read as the hash: storage -> sha256 -> decompressor ->
+format checker (pg_restore, tar, or a footer/header check), so a backup is read once.
+"""
+
+import hashlib
+
+from ansible_collections.songmetrix.backup.plugins.module_utils import catalog, layout, manifest, validation
+from ansible_collections.songmetrix.backup.plugins.module_utils.compression import Transform, build_decompressor
+from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError
+from ansible_collections.songmetrix.backup.plugins.module_utils.integrity import CHUNK_SIZE, mismatch, read_digest
+from ansible_collections.songmetrix.backup.plugins.module_utils.pipeline import (
+    HeadCheck,
+    TailCheck,
+    ThreadProducer,
+    stream,
+)
+from ansible_collections.songmetrix.backup.plugins.module_utils.procs import find_tool
+from ansible_collections.songmetrix.backup.plugins.module_utils.storage import opened_storage
+
+REQUIRED_FIELDS = ("format_version", "job", "artifact", "sha256", "stored_size", "compression")
+FOOTERS = {
+    "postgresql": b"-- PostgreSQL database dump complete",
+    "mysql": b"-- Dump completed",
+    "mariadb": b"-- Dump completed",
+}
+
+
+def manifest_problem(record, manifest_key):
+    """What is wrong with a manifest as a record, before any artifact is read (None when sound)."""
+    if not isinstance(record, dict):
+        return "manifest %s is not a JSON object" % manifest_key
+    missing = [name for name in REQUIRED_FIELDS if record.get(name) in (None, "")]
+    if missing:
+        return "manifest %s lacks %s" % (manifest_key, ", ".join(missing))
+    stem = manifest_key[: -len(layout.MANIFEST_SUFFIX)]
+    keys = [record["artifact"]] + [chunk.get("key") for chunk in record.get("chunks") or []]
+    for key in keys:
+        # A manifest may only point at objects of its own backup: never at another path or folder.
+        if not isinstance(key, str) or not key.startswith(stem + ".") or "/" in key[len(stem):]:
+            return "manifest %s points at %r, outside its own backup" % (manifest_key, key)
+    return None
+
+
+class _SinkWriter(object):
+    """Pipeline writer for the checker's output: feeds stream checks, keeps nothing."""
+
+    def __init__(self, checks):
+        self.checks = checks
+        self.size = 0
+
+    def write(self, data):
+        self.size += len(data)
+        for check in self.checks:
+            check.feed(data)
+
+
+def _format_stages(record):
+    """(extra transforms, output checks) that prove the decompressed stream is a complete dump."""
+    fmt = record.get("format")
+    engine = record.get("engine")
+    if fmt == "custom":
+        # pg_restore reads every block (TOC and data) and fails on a damaged or cut archive.
+        tool = find_tool("pg_restore", package_hint="postgresql-client")
+        return [Transform("pg_restore", [tool, "--file=/dev/null"], {})], []
+    if fmt in ("tar", "directory"):
+        return [Transform("tar", [find_tool("tar", package_hint="tar"), "-t", "-f", "-"], {})], []
+    if fmt in ("plain", "sql") and engine in FOOTERS:
+        return [], [TailCheck(FOOTERS[engine], "%s dump footer" % engine, window=4096)]
+    if fmt == "sqlite3":
+        return [], [HeadCheck(b"SQLite format 3\x00", "SQLite database header")]
+    return [], []
+
+
+def _deep_read(storage, record):
+    """Read the artifact once: hash it and push it through decompression and the format check."""
+    decompressor = build_decompressor((record.get("compression") or {}).get("algorithm"))
+    extra, checks = _format_stages(record)
+    digest = hashlib.sha256()
+    size = [0]
+
+    def produce(out):
+        reader = storage.open_reader(record["artifact"])
+        try:
+            while True:
+                chunk = reader.read(CHUNK_SIZE)
+                if not chunk:
+                    break
+                digest.update(chunk)
+                size[0] += len(chunk)
+                out.write(chunk)
+        finally:
+            reader.close()
+
+    sink = _SinkWriter(checks)
+    stream(ThreadProducer("read %s" % record["artifact"], produce), [decompressor] + extra, sink, [])
+    for check in checks:
+        message = check.finish(sink.size)
+        if message:
+            raise BackupError(message)
+    return size[0], digest.hexdigest()
+
+
+def verify_backup(storage, manifest_key, record, deep=False):
+    """{manifest_key, ok, problem, checked_bytes, deep} for one backup; never raises for a bad backup."""
+    result = {"manifest_key": manifest_key, "ok": False, "problem": None, "checked_bytes": 0, "deep": deep}
+    problem = manifest_problem(record, manifest_key)
+    if problem:
+        result["problem"] = problem
+        return result
+    artifact = record["artifact"]
+    result["artifact"] = artifact
+    try:
+        if record.get("chunks"):
+            result["problem"], result["checked_bytes"] = _chunks_problem(storage, record)
+        else:
+            result["problem"], result["checked_bytes"] = _artifact_problem(storage, record, deep)
+    except BackupError as exc:
+        result["problem"] = "artifact %s: %s" % (artifact, exc)
+    result["ok"] = result["problem"] is None
+    return result
+
+
+def _artifact_problem(storage, record, deep):
+    artifact = record["artifact"]
+    if not storage.exists(artifact):
+        return "artifact %s is missing" % artifact, 0
+    size, sha256 = _deep_read(storage, record) if deep else read_digest(storage, artifact)
+    return mismatch("artifact " + artifact, size, sha256, record["stored_size"], record["sha256"]), size
+
+
+def _chunks_problem(storage, record):
+    """A split artifact: every chunk against its own SHA-256, and all of them against the whole's."""
+    whole = hashlib.sha256()
+    total = 0
+    for chunk in record["chunks"]:
+        if not storage.exists(chunk["key"]):
+            return "chunk %s is missing" % chunk["key"], total
+        size, sha256 = read_digest(storage, chunk["key"], whole.update)
+        total += size
+        problem = mismatch("chunk " + chunk["key"], size, sha256, chunk.get("size"), chunk.get("sha256"))
+        if problem:
+            return problem, total
+    return mismatch("artifact " + record["artifact"], total, whole.hexdigest(), record["stored_size"],
+                    record["sha256"]), total
+
+
+def _selected_manifest_keys(storage, params, prefix):
+    if params.get("manifest_key"):
+        key = params["manifest_key"]
+        if layout.parse_manifest_key(key, prefix) is None:
+            raise BackupError("%s is not a manifest key of this storage's layout (prefix %r)" % (key, prefix))
+        return [key]
+    job = validation.job_name(params["job"])
+    listing = catalog.list_backups(storage, prefix, job, params.get("kind"))
+    backups = listing.backups[: params["limit"]] if params.get("limit") else listing.backups
+    if not backups:
+        raise BackupError("no backups of job %s found in %s" % (job, storage.location(layout.job_folder(prefix, job))))
+    return [backup.manifest_key for backup in backups]
+
+
+def _verify_key(storage, key, deep):
+    try:
+        record = manifest.decode(storage.get_small(key))
+    except ValueError as exc:
+        return {"manifest_key": key, "ok": False, "problem": "manifest %s is not valid JSON: %s" % (key, exc),
+                "checked_bytes": 0, "deep": deep}
+    except BackupError as exc:
+        return {"manifest_key": key, "ok": False, "problem": "manifest %s: %s" % (key, exc),
+                "checked_bytes": 0, "deep": deep}
+    return verify_backup(storage, key, record, deep)
+
+
+def run_verify(params, check_mode=False):
+    """Verify the selected backups (read only, so check mode changes nothing); fails when any is bad."""
+    prefix = validation.storage_prefix(params["storage"].get("prefix"))
+    if params.get("limit") is not None and params["limit"] < 1:
+        raise BackupError("limit must be 1 or more (the number of newest backups to verify)")
+    with opened_storage(params["storage"]) as storage:
+        storage.preflight(create=False)
+        results = [_verify_key(storage, key, params.get("deep")) for key in _selected_manifest_keys(
+            storage, params, prefix)]
+    failed = [r for r in results if not r["ok"]]
+    outcome = {"changed": False, "backups": results, "verified": len(results) - len(failed), "bad": len(failed)}
+    if failed:
+        raise BackupError(
+            "%d of %d backup(s) failed verification: %s"
+            % (len(failed), len(results), "; ".join(r["problem"] for r in failed)),
+            **outcome
+        )
+    return outcome

@@ -1,0 +1,167 @@
+#!/usr/bin/python
+# Copyright: songmetrix engineering
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+module: backup_info
+short_description: List the backups of a storage location
+version_added: 0.2.0
+description:
+  - Lists the backups under a storage prefix, for one job or all, newest first.
+  - A backup is a manifest that follows the storage layout. Objects without a manifest (an
+    interrupted upload, a temporary file, something foreign under a job folder) are never listed
+    as backups; they are returned in RV(incomplete).
+  - The listing alone gives job, kind, start time and stored size, so large prefixes answer with
+    list requests only; O(details) also reads each selected manifest.
+author:
+  - songmetrix engineering (@songmetrix)
+extends_documentation_fragment:
+  - songmetrix.backup.storage
+options:
+  job:
+    description: Only this job's backups.
+    type: str
+  kind:
+    description: Only C(scheduled) or only C(manual) backups; both when omitted.
+    type: str
+    choices: [scheduled, manual]
+  since:
+    description:
+      - Only backups started at or after this time, ISO 8601 such as C(2026-11-01) or
+        C(2026-11-01T02:00:00Z); without a zone, UTC.
+    type: str
+  until:
+    description: Only backups started at or before this time; a bare date includes the whole day.
+    type: str
+  latest:
+    description: Only the newest backup (the same as O(limit=1)).
+    type: bool
+    default: false
+  limit:
+    description: Only this many of the newest backups.
+    type: int
+  details:
+    description: Read the selected backups' manifests and return them.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details: The module only reads.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in diff_mode).
+    support: none
+seealso:
+  - module: songmetrix.backup.verify
+"""
+
+EXAMPLES = r"""
+- name: Newest backup of a job, with its manifest
+  songmetrix.backup.backup_info:
+    job: billing-db
+    latest: true
+    details: true
+    storage:
+      type: s3
+      bucket: backups
+      prefix: prod
+  register: newest
+
+- name: Fail when the newest backup is older than a day
+  ansible.builtin.assert:
+    that: newest.latest is not none and
+      (now(utc=true) - (newest.latest.started | to_datetime('%Y-%m-%dT%H:%M:%SZ'))).total_seconds() < 86400
+
+- name: Backups of November
+  songmetrix.backup.backup_info:
+    job: billing-db
+    since: '2026-11-01'
+    until: '2026-11-30'
+    storage:
+      path: /srv/backups
+"""
+
+RETURN = r"""
+backups:
+  description: The selected backups, newest first.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    manifest_key:
+      description: Storage key of the manifest.
+      type: str
+    job:
+      description: Job name.
+      type: str
+    kind:
+      description: scheduled or manual.
+      type: str
+    started:
+      description: UTC start time, ISO 8601.
+      type: str
+      sample: '2026-11-23T02:00:00Z'
+    objects:
+      description: Keys of the stored objects of the backup besides the manifest (the artifact, or its chunks).
+      type: list
+      elements: str
+    stored_size:
+      description: Bytes stored in those objects.
+      type: int
+    manifest:
+      description: The manifest, with O(details).
+      type: dict
+      returned: when details is true
+latest:
+  description: The newest selected backup (the first of RV(backups)), or null.
+  returned: always
+  type: dict
+count:
+  description: Number of backups returned.
+  returned: always
+  type: int
+total:
+  description: Number of backups that matched the filters, before O(limit).
+  returned: always
+  type: int
+stored_bytes:
+  description: Bytes stored by the returned backups.
+  returned: always
+  type: int
+incomplete:
+  description: Keys under the listed job folders that belong to no manifest (not backups).
+  returned: always
+  type: list
+  elements: str
+location:
+  description: Where the listing looked.
+  returned: always
+  type: str
+"""
+
+from ansible_collections.songmetrix.backup.plugins.module_utils.catalog import run_backup_info
+from ansible_collections.songmetrix.backup.plugins.module_utils.module_base import BackupModule
+from ansible_collections.songmetrix.backup.plugins.module_utils.specs import storage_spec
+
+
+def main():
+    module = BackupModule(
+        argument_spec=dict(
+            job=dict(type="str"),
+            kind=dict(type="str", choices=["scheduled", "manual"]),
+            since=dict(type="str"),
+            until=dict(type="str"),
+            latest=dict(type="bool", default=False),
+            limit=dict(type="int"),
+            details=dict(type="bool", default=False),
+            storage=storage_spec(),
+        ),
+        mutually_exclusive=[("latest", "limit")],
+        supports_check_mode=True,
+    )
+    module.run(lambda m: run_backup_info(m.params, check_mode=m.check_mode))
+
+
+if __name__ == "__main__":
+    main()
