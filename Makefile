@@ -19,13 +19,14 @@ ifeq ($(strip $(LC_ALL)$(LANG)),)
 export LANG := C.UTF-8
 endif
 
-.PHONY: help venv venv-dev deps backup test unit integration lint sanity latest bench clean
+.PHONY: help venv venv-dev deps backup test unit integration lint sanity latest bench bench-storage clean
 
 help:
 	@echo "make backup       run the demo backup (playbooks/backup.yml, inventories/demo) into ./var/backups"
 	@echo "make test         install test dependencies and run all suites: unit integration lint sanity"
 	@echo "make unit | integration | lint | sanity | latest    one suite (latest: ansible-core 2.21 on Python 3.13)"
 	@echo "make bench        benchmark (not part of make test)"
+	@echo "make bench-storage  S3 streaming vs two-step upload, backup_info at 20,000 backups"
 	@echo "make venv         .venv with requirements.txt;  make deps: apt packages + requirements-dev.txt"
 	@echo "make clean        remove .venv and caches (keeps ./var/backups)"
 
@@ -55,6 +56,9 @@ bench: deps
 	else \
 		echo "bench: not yet (tests/bench/run.py is not written yet)"; \
 	fi
+
+bench-storage: deps
+	$(VENV)/bin/python tests/bench/storage.py
 
 clean:
 	rm -rf $(VENV) .venv-latest .pytest_cache .ruff_cache .cache \
