@@ -67,10 +67,13 @@ class Spool(object):
         metadata = manifest.object_metadata(record)
         if not self.target.exists(manifest_key):
             # An artifact already there came from an earlier drain that stopped before its manifest.
-            if not self.target.exists(artifact):
+            copied = not self.target.exists(artifact)
+            if copied:
                 copy_object(self.storage, self.target, artifact, metadata)
             problem = artifact_problem(self.target, record)
             if problem:
+                if copied:
+                    self.target.delete(artifact)  # not a backup without its manifest; the spool keeps the original
                 raise BackupError("uploaded copy of %s does not match its manifest: %s" % (artifact, problem))
             self.target.put_small(manifest_key, data, metadata)
         else:
