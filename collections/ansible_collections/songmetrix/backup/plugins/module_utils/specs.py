@@ -68,7 +68,7 @@ STORAGE_OPTIONS = dict(
     private_key=dict(type="path"),
     private_key_passphrase=dict(type="str", no_log=True),
     known_hosts=dict(type="path"),
-    host_key=dict(type="str"),
+    host_key=dict(type="str", no_log=False),
     host_key_checking=dict(type="bool"),
 )
 

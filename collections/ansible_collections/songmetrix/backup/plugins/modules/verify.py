@@ -111,7 +111,7 @@ def main():
     module = BackupModule(
         argument_spec=dict(
             job=dict(type="str"),
-            manifest_key=dict(type="str"),
+            manifest_key=dict(type="str", no_log=False),
             limit=dict(type="int"),
             kind=dict(type="str", choices=["scheduled", "manual"]),
             deep=dict(type="bool", default=False),
