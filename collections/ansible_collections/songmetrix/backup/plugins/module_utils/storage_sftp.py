@@ -422,7 +422,9 @@ class SftpStorage(object):
         return posixpath.join(self.root, key) if self.root else key
 
     def location(self, key):
-        return self.location_of(self._remote_path(key))
+        """For people: where a key (or a folder, ending in /) lives. Display only: nothing is checked or read."""
+        key = (key or "").lstrip("/")
+        return self.location_of(posixpath.join(self.root, key) if self.root and key else self.root or key)
 
     def describe(self):
         """Which storage this is (the spool derives its target id from it): no credentials, no auth details."""
