@@ -11,7 +11,7 @@ passphrase), authorized_keys, known_hosts and the storage root ``root``. The ser
 
 Login user: when we are root, a dedicated unprivileged user ``songmetrix-sftp`` (created on first
 use) with a random password, so password authentication is tested too. The password is kept in a
-root-only file under the temp dir root and reused, so that concurrent test sessions agree on it.
+root-only file in /tmp and reused, so that concurrent test sessions agree on it.
 Without root (or when the user cannot be created) the current user logs in with keys only and
 ``password`` is None.
 """
@@ -39,7 +39,8 @@ __all__ = ["SFTP_USER", "SshServer"]
 SSHD = "/usr/sbin/sshd"
 SFTP_USER = "songmetrix-sftp"
 START_TIMEOUT = 30.0
-# Shared by every test session on this machine: the test user's password, reused.
+# Shared by every test session on this machine (whatever its TMPDIR): the test user's password, reused.
+_PASSWORD_DIR = Path("/tmp")
 _PASSWORD_FILE = "songmetrix-sftp-password"
 
 
@@ -88,12 +89,12 @@ def _keygen(path: Path, passphrase: str = "") -> str:
     return " ".join(Path(f"{path}.pub").read_text().split()[:2])
 
 
-def _shared_password(lock_dir: Path) -> str:
+def _shared_password() -> str:
     """The test user's password: read from a root-only file, or made and stored once (under a lock)."""
-    lock_path = lock_dir / f"{_PASSWORD_FILE}.lock"
+    lock_path = _PASSWORD_DIR / f"{_PASSWORD_FILE}.lock"
     with open(lock_path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        path = lock_dir / _PASSWORD_FILE
+        path = _PASSWORD_DIR / _PASSWORD_FILE
         try:
             password = path.read_text().strip()
         except FileNotFoundError:
@@ -173,12 +174,12 @@ class SshServer:
         return f"[{self.host}]:{self.port} {self.host_public_key}"
 
     # -- setup
-    def _choose_user(self, base: Path) -> None:
+    def _choose_user(self) -> None:
         if self._wanted_user:
             self.user = self._wanted_user
         elif os.geteuid() == 0:
             try:
-                self.password = _shared_password(base)
+                self.password = _shared_password()
                 self.user = SFTP_USER
             except ServerError:
                 self.user = pwd.getpwuid(os.geteuid()).pw_name  # no useradd here: keys only
@@ -192,7 +193,7 @@ class SshServer:
             base = Path("/tmp")  # the login user must reach the storage root and authorized_keys
         self.tmp = Path(tempfile.mkdtemp(prefix="sm-sshd-", dir=base))
         os.chmod(self.tmp, 0o711)
-        self._choose_user(base)
+        self._choose_user()
         entry = pwd.getpwnam(self.user)
         self.log_file = self.tmp / "sshd.log"
         self.host_public_key = _keygen(self.tmp / "ssh_host_ed25519_key")
