@@ -309,6 +309,12 @@ def test_location_and_describe_hold_no_secret(sftp_server, sftp_storage_params):
     assert isinstance(store, SftpStorage)
     assert store.location("j/a.zst") == "sftp://%s@%s:%d%s/j/a.zst" % (
         sftp_server.user, sftp_server.host, sftp_server.port, sftp_storage_params["path"])
+    base = "sftp://%s@%s:%d%s" % (sftp_server.user, sftp_server.host, sftp_server.port, sftp_storage_params["path"])
+    assert store.location("") == base and store.location("prod/job/") == base + "/prod/job/"
+    assert SftpStorage(full(dict(params, path="/"))).location("a/b") == "sftp://%s@%s:%d/a/b" % (
+        sftp_server.user, sftp_server.host, sftp_server.port)
+    assert SftpStorage(full(dict(params, path="~"))).location("") == "sftp://%s@%s:%d/~" % (
+        sftp_server.user, sftp_server.host, sftp_server.port)
     text = json.dumps(store.describe())
     assert password not in text and sftp_server.encrypted_key_passphrase not in text
     assert store.describe()["type"] == "sftp"
@@ -632,3 +638,27 @@ def test_dump_with_unreachable_sftp_keeps_the_backup_in_the_spool(run_module, sf
     assert len(manifests) == 2  # the spooled backup went up too
     assert not [n for n in stored_files(spool_dir) if n.endswith(".manifest.json")]
 
+
+
+def test_backup_info_and_verify_read_sftp(run_module, sftp_storage_params, tmp_path):
+    db = tmp_path / "app.sqlite3"
+    conn = sqlite3.connect(str(db))
+    conn.execute("CREATE TABLE t (v TEXT)")
+    conn.executemany("INSERT INTO t VALUES (?)", [(os.urandom(200).hex(),) for _ in range(3000)])
+    conn.commit()
+    conn.close()
+    storage = dict(sftp_storage_params, prefix="prod")
+    res = run_module("dump", dict(job="app", source=dict(engine="sqlite", path=str(db)), storage=storage))
+    assert res.rc == 0, res.describe()
+    info = run_module("backup_info", dict(job="app", storage=storage))
+    assert info.rc == 0 and info.result["count"] == 1, info.describe()
+    verify = run_module("verify", dict(job="app", storage=storage, deep=True))
+    assert verify.rc == 0 and verify.result["verified"] == 1, verify.describe()
+    assert verify.result["backups"][0]["checked_bytes"] == res.result["manifest"]["stored_size"]
+    artifact = local(sftp_storage_params) / res.result["artifact"]
+    data = bytearray(artifact.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    artifact.write_bytes(bytes(data))
+    verify = run_module("verify", dict(job="app", storage=storage))
+    assert verify.failed and "the manifest says %s" % res.result["manifest"]["sha256"] in \
+        verify.result["backups"][0]["problem"], verify.describe()
