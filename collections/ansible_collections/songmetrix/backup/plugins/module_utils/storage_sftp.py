@@ -779,8 +779,7 @@ class SftpStorage(object):
             key = "%s/%s" % (dir_key, entry.filename) if dir_key else entry.filename
             if stat.S_ISDIR(entry.st_mode):
                 if (key + "/").startswith(prefix) or prefix.startswith(key + "/"):
-                    for info in self._walk(key, prefix):
-                        yield info
+                    yield from self._walk(key, prefix)
             elif stat.S_ISREG(entry.st_mode) and key.startswith(prefix):
                 yield ObjectInfo(key, entry.st_size, float(entry.st_mtime) if entry.st_mtime is not None else None)
 
