@@ -43,7 +43,7 @@ suite_unit() {
 
 suite_integration() {
     # Repository-level tests: tests/integration (real servers), tests/playbook, ... (not tests/bench).
-    pytest_suite tests --ignore=tests/optin
+    pytest_suite tests
 }
 
 suite_lint() {

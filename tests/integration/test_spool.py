@@ -107,6 +107,9 @@ def test_endpoint_dying_mid_upload_leaves_no_object_and_spools(
     assert res.failed and "kept complete in the spool" in res.msg, res.describe()
     assert s3_server.keys(s3_bucket) == []
     assert len([p for p in spooled_files(spool_dir) if p.endswith(".manifest.json")]) == 1
+    # The abort could not reach the dead endpoint: the error says so, and the upload is still pending
+    # (what the AbortIncompleteMultipartUpload lifecycle rule of docs/storage.md is for).
+    assert "cleaning up" in res.msg and len(s3_server.pending_uploads(s3_bucket)) == 1, res.msg
 
 
 def test_without_spool_dir_a_failed_upload_just_fails(run_module, tmp_path, s3_bucket, s3_proxy, s3_storage_params):

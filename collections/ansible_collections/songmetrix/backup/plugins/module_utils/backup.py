@@ -104,7 +104,9 @@ class _StorageWriter(object):
         _as_storage_error(self._writer.commit)
 
     def abort(self):
+        """Abort; returns what could not be cleaned up (an upload ID a dead endpoint kept), for the error."""
         self._writer.abort()
+        return list(getattr(self._writer, "warnings", None) or [])
 
 
 def _as_storage_error(call, *args):
@@ -130,6 +132,11 @@ def store_backup(plan, storage, started):
     try:
         outcome = stream(plan.source.open(), [plan.compressor], writer, plan.source.stream_checks())
         writer.commit()
+    except BackupError as exc:
+        leftovers = writer.abort()
+        if not leftovers:
+            raise
+        raise type(exc)("%s (cleaning up: %s)" % (exc, "; ".join(leftovers)), **exc.details)
     except BaseException:
         writer.abort()
         raise
