@@ -10,14 +10,13 @@ set SONGMETRIX_SKIP_MISSING_SERVERS=1 to skip those tests instead (never in CI).
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
 import pytest
 
 from tests.modrun import REPO_ROOT, run_module as _run_module
-from tests.servers import MariaDBServer, PostgresServer, ServerUnavailable
+from tests.servers import MariaDBServer, PostgresServer, ServerUnavailable, missing_server
 
 # Storage servers (moto S3, sshd) live in their own fixture modules.
 pytest_plugins = ["tests.fixtures_s3", "tests.fixtures_sftp"]
@@ -27,9 +26,7 @@ def _server(cls):
     try:
         server = cls()
     except ServerUnavailable as exc:
-        if os.environ.get("SONGMETRIX_SKIP_MISSING_SERVERS") == "1" and os.environ.get("CI") != "true":
-            pytest.skip(str(exc))
-        raise
+        missing_server(exc)
     try:
         server.setup()
     except BaseException:

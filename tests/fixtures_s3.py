@@ -16,12 +16,11 @@ s3_storage_params(bucket, endpoint_url=None, **extra)
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
 from tests.s3server import FaultProxy, S3Server
-from tests.servers import ServerUnavailable
+from tests.servers import ServerUnavailable, missing_server
 
 
 @pytest.fixture(scope="session")
@@ -29,9 +28,7 @@ def s3_server():
     try:
         server = S3Server()
     except ServerUnavailable as exc:
-        if os.environ.get("SONGMETRIX_SKIP_MISSING_SERVERS") == "1" and os.environ.get("CI") != "true":
-            pytest.skip(str(exc))
-        raise
+        missing_server(exc)
     server.start()
     yield server
     server.cleanup()

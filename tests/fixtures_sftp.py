@@ -5,11 +5,10 @@
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
-from tests.servers import ServerUnavailable
+from tests.servers import ServerUnavailable, missing_server
 from tests.sshd import SshServer
 
 
@@ -28,9 +27,7 @@ def sftp_server():
     try:
         server = SshServer()
     except ServerUnavailable as exc:
-        if os.environ.get("SONGMETRIX_SKIP_MISSING_SERVERS") == "1" and os.environ.get("CI") != "true":
-            pytest.skip(str(exc))
-        raise
+        missing_server(exc)
     with server:
         yield server
     # a test that stopped the server and failed before start() leaves nothing running either

@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.servers import LOCALHOST, ServerError, ServerUnavailable, free_port
+from tests.servers import LOCALHOST, ServerError, ServerUnavailable, _ManagedServer, free_port
 
 __all__ = ["SFTP_USER", "SshServer"]
 
@@ -114,7 +114,7 @@ def _shared_password() -> str:
         return password
 
 
-class SshServer:
+class SshServer(_ManagedServer):
     """sshd on 127.0.0.1:<free port>, SFTP only.
 
     Attributes: host, port, user, password (None when password login is impossible here),
@@ -148,17 +148,6 @@ class SshServer:
         self.encrypted_key_passphrase = "pass phrase 'with' quotes"
         self.public_key_line = self.host_public_key = self.other_host_public_key = None
         self._proc: subprocess.Popen | None = None
-
-    # -- context manager
-    def __enter__(self) -> SshServer:
-        try:
-            return self.setup()
-        except BaseException:
-            self.cleanup()
-            raise
-
-    def __exit__(self, *exc) -> None:
-        self.cleanup()
 
     # -- properties
     @property

@@ -13,7 +13,8 @@ In one run, against one S3 endpoint (moto's server on 127.0.0.1, the test suite'
    (f) streaming: the dump module straight to S3 (storage.type s3, its defaults)
    and (f) once more for one small table, to show memory does not grow with the dump;
 3. stores --backups backups (a tiny artifact and a manifest each) under one job folder and times
-   the backup_info module listing them (issue 3: under 15 s for 20,000);
+   (g) a plain boto3 list_objects_v2 paginator over that folder, in a new Python process, and
+   (h) the backup_info module listing them (issue 3: under 15 s for 20,000);
 4. prints the targets of issue 3 (PASS/MISS) and writes tests/bench/output/storage.json.
 
 Memory: run.py's TreeSampler polls /proc every 50 ms: VmHWM of the module's own Python process
@@ -49,6 +50,16 @@ from tests.servers import PostgresServer  # noqa: E402
 OUTPUT = REPO_ROOT / "tests" / "bench" / "output" / "storage.json"
 TARGETS = {"stream_over_two_step": 1.0, "stream_peak_rss_mb": 300.0, "backup_info_seconds": 15.0}
 
+
+LIST_SCRIPT = """
+import sys, boto3
+from botocore.config import Config
+endpoint, region, bucket, prefix = sys.argv[1:]
+config = Config(s3={"addressing_style": "path"})
+client = boto3.client("s3", endpoint_url=endpoint, region_name=region, config=config)
+pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+print(sum(len(page.get("Contents", [])) for page in pages))
+"""
 
 UPLOAD_SCRIPT = """
 import sys, boto3
@@ -145,6 +156,7 @@ def parse_args(argv=None):
     ap.add_argument("--size-mb", type=int, default=300, help="database size (pg_database_size), default 300")
     ap.add_argument("--repeat", type=int, default=2, help="measure (e) and (f) N times, keep the best (default 2)")
     ap.add_argument("--backups", type=int, default=20000, help="backups listed by backup_info (default 20000)")
+    ap.add_argument("--skip-dump", action="store_true", help="measure only backup_info (steps 3-4)")
     ap.add_argument("--json", default=str(OUTPUT), help="where to write the figures")
     return ap.parse_args(argv)
 
@@ -162,28 +174,45 @@ def main(argv=None):
             bucket = server.create_bucket("bench")
             log("bench: building a %d MB database" % args.size_mb)
             report["database"] = build_database(pg, "bench_s3", args.size_mb * MB, log)
-            two, stream = [], []
-            for index in range(args.repeat):
+            two, stream, small = [], [], None
+            for index in range(0 if args.skip_dump else args.repeat):
                 log("bench: round %d/%d" % (index + 1, args.repeat))
                 two.append(two_step(pg, server, bucket, "bench_s3", work))
                 stream.append(streamed(pg, server, bucket, "bench_s3", work))
-            small = streamed(pg, server, bucket, "bench_s3", work, include=["public.customers"])
+            if not args.skip_dump:
+                small = streamed(pg, server, bucket, "bench_s3", work, include=["public.customers"])
             log("bench: storing %d backups for backup_info" % args.backups)
             store_many_backups(server, bucket, args.backups)
+            started = time.monotonic()
+            listed = subprocess.run([sys.executable, "-c", LIST_SCRIPT, server.endpoint_url, server.region, bucket,
+                                     "info/many/"], check=True, stdout=subprocess.PIPE,
+                                    env=dict(os.environ, AWS_ACCESS_KEY_ID=server.access_key,
+                                             AWS_SECRET_ACCESS_KEY=server.secret_key)).stdout
+            raw_list_seconds = time.monotonic() - started
             info = checked(run_module("backup_info", dict(job="many", storage=s3_storage(server, bucket, "info"))))
             if info.result["count"] != args.backups:
                 raise SystemExit("bench: backup_info found %d backups, not %d" % (info.result["count"], args.backups))
-    best_two = min(two, key=lambda r: r["wall"])
-    best_stream = min(stream, key=lambda r: r["wall"])
-    figures = {
-        "two_step": best_two, "stream": best_stream, "stream_small": small, "backup_info_seconds": info.duration,
-        "stream_over_two_step": best_stream["wall"] / best_two["wall"],
-    }
+    figures = {"backup_info_seconds": info.duration, "raw_list_seconds": raw_list_seconds,
+               "raw_list_objects": int(listed), "backup_info_over_raw_list": info.duration / raw_list_seconds}
+    if two:
+        figures.update(two_step=min(two, key=lambda r: r["wall"]), stream=min(stream, key=lambda r: r["wall"]),
+                       stream_small=small)
+        figures["stream_over_two_step"] = figures["stream"]["wall"] / figures["two_step"]["wall"]
     report.update(figures=figures, runs={"two_step": two, "stream": stream})
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w") as handle:
         json.dump(report, handle, indent=2, default=str)
+    if two:
+        print_dump_figures(figures, args)
+    print("(g) boto3 list_objects_v2 of the %d objects: %.2f s" % (figures["raw_list_objects"], raw_list_seconds))
+    print("(h) backup_info over %d backups: %.2f s, h/g %.2f  (target < %.0f s)  %s" % (
+        args.backups, info.duration, figures["backup_info_over_raw_list"], TARGETS["backup_info_seconds"],
+        verdict(info.duration, TARGETS["backup_info_seconds"])))
+    return 0
 
+
+def print_dump_figures(figures, args):
+    best_two, best_stream, small = figures["two_step"], figures["stream"], figures["stream_small"]
     print("dump of %.0f MB raw (%.0f MB stored), best of %d" % (
         best_stream["raw_size"] / MB, best_stream["stored_size"] / MB, args.repeat))
     print("(e) dump to file + boto3 upload_file  %7.2f s  (dump alone %.2f s)" % (
@@ -199,10 +228,6 @@ def main(argv=None):
               verdict(best_stream["tree_peak_rss_mb"], TARGETS["stream_peak_rss_mb"])))
     print("(e) for comparison: module %.1f MB, tree %.1f MB" % (
         best_two["module_peak_rss_mb"], best_two["tree_peak_rss_mb"]))
-    print("backup_info over %d backups: %.2f s  (target < %.0f s)  %s" % (
-        args.backups, info.duration, TARGETS["backup_info_seconds"],
-        verdict(info.duration, TARGETS["backup_info_seconds"])))
-    return 0
 
 
 if __name__ == "__main__":

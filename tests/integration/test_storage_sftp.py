@@ -340,7 +340,7 @@ def test_wrong_password_fails_at_once_without_the_password(sftp_server, sftp_sto
     wrong = "Wr0ng-" + secrets.token_urlsafe(8)
     store = SftpStorage(full(dict(sftp_storage_params, private_key=None, password=wrong, retries=5)))
     started = time.monotonic()
-    with pytest.raises(StorageError) as caught:
+    with pytest.raises(ValidationError) as caught:
         store.preflight(create=True)
     assert time.monotonic() - started < 5  # not retried (5 retries would back off for a minute)
     message = str(caught.value)
@@ -355,7 +355,7 @@ def test_unknown_key_is_not_offered_from_agent_or_home(sftp_server, sftp_storage
     other = tmp_path / "other_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
     store = SftpStorage(full(dict(sftp_storage_params, private_key=str(other))))
-    with pytest.raises(StorageError, match="SFTP authentication as .* failed .*tried private key"):
+    with pytest.raises(ValidationError, match="SFTP authentication as .* failed .*tried private key"):
         store.preflight(create=False)
 
 
@@ -384,7 +384,7 @@ def test_unknown_host_key_is_refused_by_default(sftp_server, sftp_storage_params
     known_hosts.write_text("")
     store = SftpStorage(full(dict(sftp_storage_params, known_hosts=str(known_hosts), retries=5)))
     started = time.monotonic()
-    with pytest.raises(StorageError) as caught:
+    with pytest.raises(ValidationError) as caught:
         store.preflight(create=True)
     assert time.monotonic() - started < 5
     message = str(caught.value)
@@ -393,7 +393,7 @@ def test_unknown_host_key_is_refused_by_default(sftp_server, sftp_storage_params
     assert known_hosts.read_text() == ""  # nothing learned
     assert not local(sftp_storage_params).exists()
     missing = tmp_path / "no" / "known_hosts"
-    with pytest.raises(StorageError, match=r"is unknown .*\(missing\)"):
+    with pytest.raises(ValidationError, match=r"is unknown .*\(missing\)"):
         SftpStorage(full(dict(sftp_storage_params, known_hosts=str(missing)))).preflight(create=False)
     assert not missing.exists()
 
@@ -402,7 +402,7 @@ def test_changed_host_key_is_refused(sftp_server, sftp_storage_params, tmp_path)
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text("[%s]:%d %s\n" % (sftp_server.host, sftp_server.port, sftp_server.other_host_public_key))
     store = SftpStorage(full(dict(sftp_storage_params, known_hosts=str(known_hosts))))
-    with pytest.raises(StorageError) as caught:
+    with pytest.raises(ValidationError) as caught:
         store.preflight(create=True)
     message = str(caught.value)
     assert "host key of SFTP server %s:%d has changed" % (sftp_server.host, sftp_server.port) in message
@@ -435,7 +435,7 @@ def test_inline_host_key(sftp_server, sftp_storage_params, tmp_path):
     keyscan_line.preflight(create=False)
     keyscan_line.close()
     bad = SftpStorage(full(dict(sftp_storage_params, host_key=sftp_server.other_host_public_key)))
-    with pytest.raises(StorageError, match="has changed: .* storage.host_key expects"):
+    with pytest.raises(ValidationError, match="has changed: .* storage.host_key expects"):
         bad.preflight(create=False)
     with pytest.raises(ValidationError, match="storage.host_key must be a public key"):
         SftpStorage(full(dict(sftp_storage_params, host_key="ssh-ed25519 not-base64!")))

@@ -81,6 +81,19 @@ def make_storage(params):
     return SftpStorage(params)
 
 
+def read_whole(reader):
+    """All bytes of an opened reader (a manifest, a probe), then close it: get_small() of every storage."""
+    try:
+        parts = []
+        while True:
+            data = reader.read(1 << 20)
+            if not data:
+                return b"".join(parts)
+            parts.append(data)
+    finally:
+        reader.close()
+
+
 @contextlib.contextmanager
 def opened_storage(params):
     """make_storage() for the length of a with-block; connections are closed after it."""

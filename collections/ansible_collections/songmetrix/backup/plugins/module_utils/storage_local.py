@@ -4,7 +4,7 @@ import errno
 import os
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
-from ansible_collections.songmetrix.backup.plugins.module_utils.storage import ObjectInfo
+from ansible_collections.songmetrix.backup.plugins.module_utils.storage import ObjectInfo, read_whole
 
 FILE_MODE = 0o600
 DIR_MODE = 0o750
@@ -158,11 +158,7 @@ class LocalStorage(object):
         return LocalFileReader(self.location(key))
 
     def get_small(self, key):
-        reader = self.open_reader(key)
-        try:
-            return reader.read()
-        finally:
-            reader.close()
+        return read_whole(self.open_reader(key))
 
     def list_keys(self, prefix=""):
         """Every file under ``prefix`` (a key prefix; a partial last part matches file names too)."""

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote, urlencode
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
-from ansible_collections.songmetrix.backup.plugins.module_utils.storage import ObjectInfo
+from ansible_collections.songmetrix.backup.plugins.module_utils.storage import ObjectInfo, read_whole
 
 try:
     import boto3
@@ -801,11 +801,7 @@ class S3Storage(object):
         return S3Reader(self, key, response)
 
     def get_small(self, key):
-        reader = self.open_reader(key)
-        try:
-            return reader.read()
-        finally:
-            reader.close()
+        return read_whole(self.open_reader(key))
 
     def list_keys(self, prefix=""):
         """Every object whose key starts with ``prefix`` (a raw key prefix, like the local storage)."""

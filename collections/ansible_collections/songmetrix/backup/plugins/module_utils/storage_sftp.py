@@ -54,7 +54,7 @@ else:
     PARAMIKO_IMPORT_ERROR = None
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, StorageError, ValidationError
-from ansible_collections.songmetrix.backup.plugins.module_utils.storage import ObjectInfo
+from ansible_collections.songmetrix.backup.plugins.module_utils.storage import ObjectInfo, read_whole
 
 DEFAULT_PORT = 22
 DEFAULT_RETRIES = 3
@@ -515,16 +515,18 @@ class SftpStorage(object):
             raise
         return client, sftp
 
+    # Host key and login problems are configuration errors, like S3's 4xx answers at preflight: they
+    # fail at once and are not spooled (the spool is for a storage that is down, not misconfigured).
     def _host_key_error(self, exc):
         if isinstance(exc, _UnknownHostKey):
             where = self.known_hosts if os.path.exists(self.known_hosts) else "%s (missing)" % self.known_hosts
-            return StorageError(
+            return ValidationError(
                 "the host key of SFTP server %s is unknown (%s is not in %s); check the fingerprint with the "
                 "server's administrator, then add it to the known_hosts file (ssh-keyscan -p %d %s) or set "
                 "storage.host_key" % (self.server, describe_key(exc.key), where, self.port, self.host)
             )
         source = "storage.host_key" if self.host_key is not None else self.known_hosts
-        return StorageError(
+        return ValidationError(
             "the host key of SFTP server %s has changed: it offered %s, %s expects %s. If the server's key "
             "was replaced on purpose, update %s; otherwise someone may be intercepting the connection"
             % (self.server, describe_key(exc.key), source, describe_key(exc.expected_key), source)
@@ -540,7 +542,7 @@ class SftpStorage(object):
             except paramiko.AuthenticationException as exc:
                 allowed = getattr(exc, "allowed_types", None)
                 detail = "the server accepts only %s" % ", ".join(allowed) if allowed else "credentials refused"
-                raise StorageError(
+                raise ValidationError(
                     "SFTP authentication as %s to %s failed (%s; tried %s)"
                     % (self.user, self.server, detail, self._auth_method())
                 )
@@ -750,16 +752,7 @@ class SftpStorage(object):
         return self._op("read", path, start)
 
     def get_small(self, key):
-        reader = self.open_reader(key)
-        try:
-            parts = []
-            while True:
-                data = reader.read(1 << 20)
-                if not data:
-                    return b"".join(parts)
-                parts.append(data)
-        finally:
-            reader.close()
+        return read_whole(self.open_reader(key))
 
     def list_keys(self, prefix=""):
         """Every regular file under a key prefix (hidden .partial temp files too; callers decide), sorted.

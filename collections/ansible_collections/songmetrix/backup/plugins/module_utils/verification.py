@@ -10,7 +10,7 @@ import hashlib
 from ansible_collections.songmetrix.backup.plugins.module_utils import catalog, layout, manifest, validation
 from ansible_collections.songmetrix.backup.plugins.module_utils.compression import Transform, build_decompressor
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError
-from ansible_collections.songmetrix.backup.plugins.module_utils.integrity import CHUNK_SIZE, mismatch, read_digest
+from ansible_collections.songmetrix.backup.plugins.module_utils.integrity import mismatch, read_digest
 from ansible_collections.songmetrix.backup.plugins.module_utils.pipeline import (
     HeadCheck,
     TailCheck,
@@ -78,21 +78,10 @@ def _deep_read(storage, record):
     """Read the artifact once: hash it and push it through decompression and the format check."""
     decompressor = build_decompressor((record.get("compression") or {}).get("algorithm"))
     extra, checks = _format_stages(record)
-    digest = hashlib.sha256()
-    size = [0]
+    read = {}
 
     def produce(out):
-        reader = storage.open_reader(record["artifact"])
-        try:
-            while True:
-                chunk = reader.read(CHUNK_SIZE)
-                if not chunk:
-                    break
-                digest.update(chunk)
-                size[0] += len(chunk)
-                out.write(chunk)
-        finally:
-            reader.close()
+        read["digest"] = read_digest(storage, record["artifact"], out.write)
 
     sink = _SinkWriter(checks)
     stream(ThreadProducer("read %s" % record["artifact"], produce), [decompressor] + extra, sink, [])
@@ -100,7 +89,7 @@ def _deep_read(storage, record):
         message = check.finish(sink.size)
         if message:
             raise BackupError(message)
-    return size[0], digest.hexdigest()
+    return read["digest"]
 
 
 def verify_backup(storage, manifest_key, record, deep=False):

@@ -48,7 +48,8 @@ options:
       - When given, it is also the spool. If the storage cannot be reached or fails during the
         upload (after O(storage.retries)), the backup is taken again into
         C(<spool_dir>/songmetrix-spool/<storage id>/), complete with its manifest, and the task
-        fails saying so. The next run of the job with the same O(spool_dir), or
+        fails saying so (not for configuration errors such as wrong credentials or a missing
+        bucket, which fail at once). The next run of the job with the same O(spool_dir), or
         M(songmetrix.backup.upload) with O(spool_dir), uploads spooled backups first and removes
         each one only after its stored copy was read back and matched its SHA-256.
     type: path
