@@ -438,6 +438,14 @@ class TreeSampler:
 # --------------------------------------------------------------------------- measured runs
 
 
+def _older_than(path: str, epoch: float) -> bool:
+    """A file that was there before the run (libpython being mapped, say) is not a temporary file of it."""
+    try:
+        return os.stat(path).st_mtime < epoch
+    except OSError:
+        return False  # gone since: made and removed during the run
+
+
 def wait_rusage(proc: subprocess.Popen):
     _, status, ru = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -588,6 +596,7 @@ class Runner:
         out_f, err_f = run_dir / "stdout", run_dir / "stderr"
         with open(out_f, "wb") as fo, open(err_f, "wb") as fe:
             mark = self._mark()
+            started_epoch = time.time()
             t0 = time.monotonic()
             proc = subprocess.Popen(
                 [sys.executable, "-m", MODULE, str(args_file)],
@@ -624,6 +633,7 @@ class Runner:
             p: s
             for p, s in big_open.items()
             if not Path(p).name.startswith("." + Path(artifact).name + ".partial") and p != artifact
+            and not _older_than(p, started_epoch)
         }
         disk_extra = sampler.peak_used_growth - man["stored_size"]
         tolerance = max(64 * MB, man["stored_size"] // 10)
