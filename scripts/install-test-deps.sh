@@ -21,6 +21,7 @@ TEST_APT_PACKAGES=(
     tar
     gzip
     shellcheck
+    openssl
 )
 # Extra packages can be asked for without editing this file.
 # shellcheck disable=SC2206
