@@ -174,3 +174,22 @@ def test_deep_verify_catches_a_cut_dump_that_hashes_fine(run_module, tmp_path, s
     assert run_module("verify", dict(manifest_key=key, storage=storage)).rc == 0
     res = run_module("verify", dict(manifest_key=key, storage=storage, deep=True))
     assert res.failed and "SQLite database header" in res.result["backups"][0]["problem"], res.describe()
+
+
+def test_kind_filters_manual_backups(run_module, sqlite_backup, tmp_path):
+    root, first = sqlite_backup
+    db = make_sqlite(str(tmp_path / "other.sqlite3"), rows=3)
+    storage = dict(path=root, prefix="prod")
+    manual = run_module("dump", dict(job="app", kind="manual", source=dict(engine="sqlite", path=db), storage=storage))
+    assert manual.rc == 0 and "/app/manual/" in manual.result["manifest_key"], manual.describe()
+
+    def listed(**filters):
+        res = run_module("backup_info", dict(job="app", storage=storage, **filters))
+        assert res.rc == 0, res.describe()
+        return [(b["manifest_key"], b["kind"]) for b in res.result["backups"]]
+
+    assert listed(kind="manual") == [(manual.result["manifest_key"], "manual")]
+    assert listed(kind="scheduled") == [(first["manifest_key"], "scheduled")]
+    assert len(listed()) == 2
+    res = run_module("verify", dict(job="app", kind="manual", storage=storage))
+    assert res.rc == 0 and [b["manifest_key"] for b in res.result["backups"]] == [manual.result["manifest_key"]]

@@ -2,8 +2,6 @@
 
 import hashlib
 
-from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError
-
 CHUNK_SIZE = 1024 * 1024
 
 
@@ -26,15 +24,15 @@ def read_digest(storage, key, sink=None):
     return size, digest.hexdigest()
 
 
-def artifact_problem(storage, record):
-    """None when the stored artifact matches its manifest, else what is wrong with it."""
+def artifact_problem(storage, record, read=read_digest):
+    """(what is wrong with the stored artifact or None, bytes read); ``read(storage, key)`` -> (size, sha256)."""
     key = record.get("artifact")
     if not key:
-        return "the manifest names no artifact"
+        return "the manifest names no artifact", 0
     if not storage.exists(key):
-        return "artifact %s is missing" % key
-    size, sha256 = read_digest(storage, key)
-    return mismatch(key, size, sha256, record.get("stored_size"), record.get("sha256"))
+        return "artifact %s is missing" % key, 0
+    size, sha256 = read(storage, key)
+    return mismatch("artifact " + key, size, sha256, record.get("stored_size"), record.get("sha256")), size
 
 
 def mismatch(key, size, sha256, expected_size, expected_sha256):
@@ -63,9 +61,3 @@ def copy_object(source, target, key, metadata=None):
             raise
     finally:
         reader.close()
-
-
-def require_intact(storage, record):
-    problem = artifact_problem(storage, record)
-    if problem:
-        raise BackupError(problem)

@@ -47,14 +47,13 @@ class LocalFileSource(object):
 
     def preflight(self):
         try:
-            info = os.stat(self.path)
+            os.stat(self.path)
         except OSError as exc:
             raise ValidationError("src %s cannot be read: %s" % (self.path, exc.strerror or exc))
         if not os.path.isfile(self.path):
             raise ValidationError("src %s is not a regular file" % self.path)
         if not os.access(self.path, os.R_OK):
             raise ValidationError("src %s is not readable by this user" % self.path)
-        self.size = info.st_size
 
     def size_estimate(self):
         return os.path.getsize(self.path)

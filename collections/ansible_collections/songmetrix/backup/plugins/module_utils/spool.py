@@ -70,14 +70,14 @@ class Spool(object):
             copied = not self.target.exists(artifact)
             if copied:
                 copy_object(self.storage, self.target, artifact, metadata)
-            problem = artifact_problem(self.target, record)
+            problem = artifact_problem(self.target, record)[0]
             if problem:
                 if copied:
                     self.target.delete(artifact)  # not a backup without its manifest; the spool keeps the original
                 raise BackupError("uploaded copy of %s does not match its manifest: %s" % (artifact, problem))
             self.target.put_small(manifest_key, data, metadata)
         else:
-            problem = artifact_problem(self.target, record)
+            problem = artifact_problem(self.target, record)[0]
             if problem:
                 raise BackupError("stored copy of spooled backup %s is not intact: %s" % (manifest_key, problem))
         self.storage.delete(artifact)

@@ -10,7 +10,11 @@ import hashlib
 from ansible_collections.songmetrix.backup.plugins.module_utils import catalog, layout, manifest, validation
 from ansible_collections.songmetrix.backup.plugins.module_utils.compression import Transform, build_decompressor
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError
-from ansible_collections.songmetrix.backup.plugins.module_utils.integrity import mismatch, read_digest
+from ansible_collections.songmetrix.backup.plugins.module_utils.integrity import (
+    artifact_problem,
+    mismatch,
+    read_digest,
+)
 from ansible_collections.songmetrix.backup.plugins.module_utils.pipeline import (
     HeadCheck,
     TailCheck,
@@ -105,19 +109,12 @@ def verify_backup(storage, manifest_key, record, deep=False):
         if record.get("chunks"):
             result["problem"], result["checked_bytes"] = _chunks_problem(storage, record)
         else:
-            result["problem"], result["checked_bytes"] = _artifact_problem(storage, record, deep)
+            deep_read = (lambda store, key: _deep_read(store, record)) if deep else read_digest
+            result["problem"], result["checked_bytes"] = artifact_problem(storage, record, deep_read)
     except BackupError as exc:
         result["problem"] = "artifact %s: %s" % (artifact, exc)
     result["ok"] = result["problem"] is None
     return result
-
-
-def _artifact_problem(storage, record, deep):
-    artifact = record["artifact"]
-    if not storage.exists(artifact):
-        return "artifact %s is missing" % artifact, 0
-    size, sha256 = _deep_read(storage, record) if deep else read_digest(storage, artifact)
-    return mismatch("artifact " + artifact, size, sha256, record["stored_size"], record["sha256"]), size
 
 
 def _chunks_problem(storage, record):
