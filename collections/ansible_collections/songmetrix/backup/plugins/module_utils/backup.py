@@ -9,6 +9,7 @@ import os
 import tempfile
 
 from ansible_collections.songmetrix.backup.plugins.module_utils import layout, manifest, validation
+from ansible_collections.songmetrix.backup.plugins.module_utils.attempts import AttemptLog
 from ansible_collections.songmetrix.backup.plugins.module_utils.compression import (
     build_compressor,
     compressed_extension,
@@ -169,24 +170,41 @@ def _spool_instead(plan, cause):
 
 
 def run_backup(plan, check_mode=False):
-    """Run (or, in check mode, validate and describe) one backup; returns the module result."""
+    """Run (or, in check mode, validate and describe) one backup; returns the module result.
+
+    A real run records its outcome in the job's last-attempt record (attempts.py), which prune
+    reads: a failure there stops pruning until a backup succeeds again.
+    """
+    attempt = None if check_mode else AttemptLog(plan.storage, plan.prefix, plan.job, utc_now())
     try:
-        return _run(plan, check_mode)
+        result = _run(plan, check_mode, attempt)
+    except BackupError as exc:
+        if attempt is not None:
+            attempt.failed(utc_now(), exc)
+            if attempt.warnings:
+                exc.details["warnings"] = exc.details.get("warnings", []) + attempt.warnings
+        raise
     finally:
         plan.storage.close()
+    if attempt is not None:
+        result["warnings"] = result.get("warnings", []) + attempt.warnings
+    return result
 
 
-def _run(plan, check_mode):
+def _run(plan, check_mode, attempt):
     plan.source.preflight()
     spool_report = plan.spool.pending(plan.prefix, plan.job) if plan.spool else None
     try:
         plan.storage.preflight(create=not check_mode)
     except ValidationError:
+        _storage_usable(attempt, False)
         raise
     except BackupError as exc:
+        _storage_usable(attempt, False)
         if plan.spool is None or check_mode:
             raise
         _spool_instead(plan, exc)
+    _storage_usable(attempt, True)
 
     if plan.spool and not check_mode:
         spool_report = plan.spool.drain(plan.prefix, plan.job)
@@ -212,9 +230,11 @@ def _run(plan, check_mode):
     try:
         record = store_backup(plan, plan.storage, started)[0]
     except StorageError as exc:
+        _storage_usable(attempt, False)
         if plan.spool is None:
             raise
         _spool_instead(plan, exc)
+    attempt.succeeded(started, utc_now(), manifest_key)
     if spool_report and spool_report.get("failed"):
         raise BackupError(
             "the backup was stored, but %d spooled backup(s) could not be uploaded: %s"
@@ -223,6 +243,11 @@ def _run(plan, check_mode):
         )
     result.update(changed=True, manifest=record, warnings=list(getattr(plan.source, "warnings", [])))
     return result
+
+
+def _storage_usable(attempt, usable):
+    if attempt is not None:
+        attempt.storage_usable = usable
 
 
 def run_dump(params, check_mode=False):

@@ -74,3 +74,20 @@ def job_folder(prefix, job=None):
     """The key prefix under which a job's (or, without a job, every job's) backups are listed."""
     parts = [p for p in (prefix, job) if p]
     return "/".join(parts) + "/" if parts else ""
+
+
+ATTEMPT_NAME = "last-attempt.json"
+
+
+def attempt_key(prefix, job):
+    """The job's status record: how its latest backup attempt went (see attempts.py)."""
+    return job_folder(prefix, job) + ATTEMPT_NAME
+
+
+def is_attempt_key(key, prefix=""):
+    """Whether ``key`` is some job's last-attempt record under ``prefix``."""
+    rest = key[len(prefix) + 1:] if prefix else key
+    if prefix and not key.startswith(prefix + "/"):
+        return False
+    job, _sep, name = rest.partition("/")
+    return name == ATTEMPT_NAME and bool(job)
