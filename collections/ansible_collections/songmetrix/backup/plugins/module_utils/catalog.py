@@ -29,6 +29,7 @@ class Backup(object):
         self.stem = parsed["stem"]
         self.objects = []
         self.record = None
+        self.record_error = None
 
     def as_dict(self):
         entry = {
@@ -67,7 +68,8 @@ def list_backups(storage, prefix="", job=None, kind=None, since=None, until=None
     for info in storage.list_keys(layout.job_folder(prefix, job)):
         parsed = layout.parse_manifest_key(info.key, prefix)
         if parsed is None:
-            others.append(info)
+            if not layout.is_attempt_key(info.key, prefix):
+                others.append(info)
         elif job is None or parsed["job"] == job:
             found[parsed["stem"]] = Backup(info, parsed)
     incomplete = []
@@ -87,13 +89,22 @@ def list_backups(storage, prefix="", job=None, kind=None, since=None, until=None
     return Listing(backups, sorted(incomplete))
 
 
-def load_manifests(storage, backups):
-    """Read the manifests of ``backups`` (in parallel where the storage allows it) into .record."""
+def load_manifests(storage, backups, tolerate=False):
+    """Read the manifests of ``backups`` (in parallel where the storage allows it) into .record.
+
+    With ``tolerate``, a manifest that cannot be read or parsed leaves .record None and its
+    error in .record_error instead of failing the whole listing.
+    """
     def load(backup):
         try:
-            backup.record = manifest.decode(storage.get_small(backup.manifest_key))
-        except ValueError as exc:
-            raise BackupError("manifest %s is not valid JSON: %s" % (backup.manifest_key, exc))
+            try:
+                backup.record = manifest.decode(storage.get_small(backup.manifest_key))
+            except ValueError as exc:
+                raise BackupError("manifest %s is not valid JSON: %s" % (backup.manifest_key, exc))
+        except BackupError as exc:
+            if not tolerate:
+                raise
+            backup.record_error = str(exc)
         return backup
 
     if getattr(storage, "concurrent_reads", False) and len(backups) > 1:

@@ -51,3 +51,17 @@ METADATA_FIELDS = ("job", "engine", "database", "kind", "started", "timezone")
 def object_metadata(record):
     """The manifest fields every stored object carries as metadata (S3 user metadata)."""
     return {name: str(record.get(name) or "") for name in METADATA_FIELDS}
+
+
+def stored_objects(record):
+    """[(key, size)] of the objects a manifest names: its chunks, or else its one artifact."""
+    chunks = record.get("chunks") or []
+    if chunks:
+        return [(chunk.get("key"), chunk.get("size")) for chunk in chunks if isinstance(chunk, dict)]
+    return [(record.get("artifact"), record.get("stored_size"))]
+
+
+def object_keys(record):
+    """Every key a manifest names: its artifact and its chunks."""
+    chunks = record.get("chunks") or []
+    return [record.get("artifact")] + [chunk.get("key") if isinstance(chunk, dict) else None for chunk in chunks]

@@ -93,3 +93,18 @@ def compression_specs():
         compression_level=dict(type="int"),
         compression_threads=dict(type="int", default=0),
     )
+
+
+RETENTION_OPTIONS = dict(
+    keep_last=dict(type="int"),
+    keep_hourly=dict(type="int"),
+    keep_daily=dict(type="int"),
+    keep_weekly=dict(type="int"),
+    keep_monthly=dict(type="int"),
+    keep_yearly=dict(type="int"),
+    keep_within=dict(type="str"),
+)
+
+
+def retention_spec():
+    return dict(type="dict", required=True, options=RETENTION_OPTIONS)

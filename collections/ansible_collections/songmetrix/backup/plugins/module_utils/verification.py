@@ -40,8 +40,7 @@ def manifest_problem(record, manifest_key):
     if missing:
         return "manifest %s lacks %s" % (manifest_key, ", ".join(missing))
     stem = manifest_key[: -len(layout.MANIFEST_SUFFIX)]
-    keys = [record["artifact"]] + [chunk.get("key") for chunk in record.get("chunks") or []]
-    for key in keys:
+    for key in manifest.object_keys(record):
         # A manifest may only point at objects of its own backup: never at another path or folder.
         if not isinstance(key, str) or not key.startswith(stem + ".") or "/" in key[len(stem):]:
             return "manifest %s points at %r, outside its own backup" % (manifest_key, key)

@@ -1,0 +1,234 @@
+"""The prune module: apply a job's retention policy to its backups in storage, with safety rails.
+
+retention.plan() decides what the policy keeps. This module adds what a policy cannot know:
+- the newest good backup (its manifest reads, its artifact is there with the recorded size) and
+  the ``min_keep`` newest backups are always kept;
+- nothing is deleted while the job's latest attempt has not succeeded (attempts.py), or when its
+  newest good backup is older than ``max_age``: when backups stop working, keep what is left;
+- a run that would delete more than ``max_delete_fraction`` of the job's backups stops and asks
+  for ``force`` (a wrong policy or a clock jump must not wipe the history in one run);
+- only the objects a manifest of this job names (its artifact, its chunks) are deleted with it,
+  and every manifest goes before its objects, so an interrupted prune never leaves a manifest
+  pointing at missing data (only leftovers that backup_info reports as incomplete); a backup whose
+  manifest cannot be read is kept, with a warning.
+"""
+
+import datetime
+
+from ansible_collections.songmetrix.backup.plugins.module_utils import catalog, layout, manifest, retention, validation
+from ansible_collections.songmetrix.backup.plugins.module_utils.attempts import read_last
+from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
+from ansible_collections.songmetrix.backup.plugins.module_utils.storage import opened_storage
+from ansible_collections.songmetrix.backup.plugins.module_utils.verification import manifest_problem
+
+
+class Settings(object):
+    """The module's options, checked before the storage is touched."""
+
+    def __init__(self, params):
+        self.job = validation.job_name(params["job"])
+        self.prefix = validation.storage_prefix(params["storage"].get("prefix"))
+        self.policy = params.get("retention") or {}
+        retention.check_policy(self.policy)
+        self.timezone = validation.timezone_name(params.get("timezone") or "UTC")
+        self.include_manual = bool(params.get("include_manual"))
+        self.min_keep = params.get("min_keep", 1)
+        if self.min_keep is None or self.min_keep < 1:
+            raise ValidationError("min_keep must be 1 or more: prune always keeps the newest good backup")
+        max_age = params.get("max_age")
+        self.max_age = retention.parse_duration(max_age) if max_age else None
+        self.max_age_text = max_age
+        self.max_fraction = params.get("max_delete_fraction", 0.5)
+        if self.max_fraction is None or not 0 < self.max_fraction <= 1:
+            raise ValidationError("max_delete_fraction must be more than 0 and at most 1, not %s" % self.max_fraction)
+        self.force = bool(params.get("force"))
+
+
+def _intact(backup):
+    """Whether a backup looks whole from its manifest and the listing alone (no artifact read)."""
+    if backup.record is None or manifest_problem(backup.record, backup.manifest_key):
+        return False
+    sizes = {info.key: info.size for info in backup.objects}
+    return all(sizes.get(key) == size for key, size in manifest.stored_objects(backup.record))
+
+
+def newest_good(storage, backups):
+    """The newest backup (of ``backups``, newest first) that looks whole, or None."""
+    for backup in backups:
+        if backup.record is None and backup.record_error is None:
+            catalog.load_manifests(storage, [backup], tolerate=True)
+        if _intact(backup):
+            return backup
+    return None
+
+
+def plan_deletion(storage, backups):
+    """Read the manifests of ``backups`` and set .doomed_objects: the listed objects each names.
+
+    Only what a manifest names goes with it. Returns the backups whose manifest cannot be
+    trusted (unreadable, or naming keys outside its backup): those must be kept.
+    """
+    catalog.load_manifests(storage, [b for b in backups if b.record is None], tolerate=True)
+    untrusted = []
+    for backup in backups:
+        if backup.record is None or manifest_problem(backup.record, backup.manifest_key):
+            untrusted.append(backup)
+            continue
+        named = set(manifest.object_keys(backup.record))
+        backup.doomed_objects = [info for info in backup.objects if info.key in named]
+    return untrusted
+
+
+def _stop_reason(settings, attempt, good, now, deleting, considered):
+    """Why this run must delete nothing, and whether that is a failure (True) or a skip (False)."""
+    if attempt is not None and attempt.get("status") != "ok":
+        return (
+            "the latest backup attempt of job %s (started %s on %s) did not succeed (%s%s); nothing is "
+            "pruned until a backup succeeds"
+            % (settings.job, attempt.get("started"), attempt.get("host") or "an unknown host", attempt.get("status"),
+               ": %s" % attempt["error"] if attempt.get("error") else ""),
+            False,
+        )
+    if good is None:
+        return "no intact backup of job %s was found; nothing is pruned" % settings.job, False
+    if settings.max_age is not None and good.started <= retention.within_cutoff(now, settings.max_age):
+        return (
+            "the newest good backup of job %s (%s) is older than max_age %s; nothing is pruned until a "
+            "backup succeeds" % (settings.job, layout.iso_utc(good.started), settings.max_age_text),
+            False,
+        )
+    if deleting > settings.max_fraction * considered and not settings.force:
+        return (
+            "the policy would delete %d of the %d backups of job %s, more than max_delete_fraction %s; check the "
+            "policy and the clocks, then run again with force: true" % (
+                deleting, considered, settings.job, settings.max_fraction),
+            True,
+        )
+    return None, False
+
+
+def _kept_entry(backup, reasons):
+    return {
+        "manifest_key": backup.manifest_key,
+        "started": layout.iso_utc(backup.started),
+        "kind": backup.kind,
+        "reasons": reasons,
+    }
+
+
+def _deleted_entry(backup):
+    return {
+        "manifest_key": backup.manifest_key,
+        "started": layout.iso_utc(backup.started),
+        "kind": backup.kind,
+        "objects": sorted(info.key for info in backup.doomed_objects),
+        "stored_size": backup.manifest_size + sum(info.size for info in backup.doomed_objects),
+    }
+
+
+def decide(settings, storage, listing, attempt, now):
+    """(keep [(backup, reasons)], delete [backup], warnings, stop reason, stop is a failure)."""
+    considered = [b for b in listing.backups if settings.include_manual or b.kind != "manual"]
+    plan = retention.plan(considered, settings.policy, settings.timezone, now=now)
+    reasons = {b.manifest_key: list(r) for b, r in plan.keep}
+    present = [b for b in considered if b.started <= now]
+    good = newest_good(storage, present)
+    protected = [(b, "min_keep") for b in present[: settings.min_keep]]
+    if good is not None:
+        protected.append((good, "newest good"))
+    for backup, reason in protected:
+        reasons.setdefault(backup.manifest_key, []).append(reason)
+
+    warnings = []
+    future = [b for b in considered if b.started > now]
+    if future:
+        warnings.append(
+            "%d backup(s) of job %s are dated in the future (the newest %s); they are kept and not counted by "
+            "the retention rules: check the clock of the host that made them"
+            % (len(future), settings.job, layout.iso_utc(future[0].started))
+        )
+    for backup in plan_deletion(storage, [b for b in considered if b.manifest_key not in reasons]):
+        reasons[backup.manifest_key] = ["unreadable manifest"]
+        warnings.append(
+            "%s is kept: %s; check it with songmetrix.backup.verify and remove it by hand"
+            % (backup.manifest_key, backup.record_error or manifest_problem(backup.record, backup.manifest_key))
+        )
+    keep = [(b, reasons[b.manifest_key]) for b in listing.backups if b.manifest_key in reasons]
+    keep += [(b, ["manual"]) for b in listing.backups if b not in considered]
+    keep.sort(key=lambda item: item[0].started, reverse=True)
+    delete = [b for b in considered if b.manifest_key not in reasons]
+    stop, fails = _stop_reason(settings, attempt, good, now, len(delete), len(considered))
+    return keep, delete, warnings, stop, fails
+
+
+def delete_backups(storage, backups, folder):
+    """Delete manifests first, then the objects of the backups whose manifest is gone.
+
+    Returns (deleted backups, [{key, error}]).
+    """
+    for backup in backups:  # a last guard: never a key outside this job's folder
+        for key in [backup.manifest_key] + [info.key for info in backup.doomed_objects]:
+            if not key.startswith(folder):
+                raise BackupError("refusing to delete %s: it is outside the job folder %s" % (key, folder))
+    failed = dict(storage.delete_many([b.manifest_key for b in backups]))
+    gone = [b for b in backups if b.manifest_key not in failed]
+    failed.update(storage.delete_many([info.key for b in gone for info in b.doomed_objects]))
+    errors = [{"key": key, "error": message} for key, message in sorted(failed.items())]
+    return gone, errors
+
+
+def run_prune(params, check_mode=False, diff=False, now=None):
+    settings = Settings(params)
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    folder = layout.job_folder(settings.prefix, settings.job)
+    with opened_storage(params["storage"]) as storage:
+        storage.preflight(create=False)
+        listing = catalog.list_backups(storage, settings.prefix, settings.job)
+        attempt = read_last(storage, settings.prefix, settings.job)
+        keep, delete, warnings, stop, fails = decide(settings, storage, listing, attempt, now)
+        result = {
+            "job": settings.job,
+            "location": storage.location(folder),
+            "total": len(listing.backups),
+            "manual_skipped": sum(1 for _b, r in keep if r == ["manual"]),
+            "kept": [_kept_entry(b, r) for b, r in keep],
+            "incomplete": listing.incomplete,
+            "stopped": stop,
+            "errors": [],
+        }
+        if diff:
+            result["diff"] = {
+                "before": "".join(b.manifest_key + "\n" for b in listing.backups),
+                "after": "".join(b.manifest_key + "\n" for b, _r in keep),
+            }
+        planned = [_deleted_entry(b) for b in delete]
+        if listing.incomplete:
+            warnings.append(
+                "%d object(s) in %s belong to no manifest (left by an interrupted run?); prune leaves them alone"
+                % (len(listing.incomplete), result["location"])
+            )
+        if check_mode:
+            if stop:
+                warnings.append("a real run would stop: " + stop)
+            result.update(changed=bool(planned), deleted=planned, bytes_freed=_freed(planned), warnings=warnings)
+            return result
+        if stop:
+            result.update(changed=False, deleted=[], would_delete=planned, bytes_freed=0)
+            if fails:
+                raise BackupError(stop, **result)
+            result["warnings"] = warnings + [stop]
+            return result
+        gone, errors = delete_backups(storage, delete, folder)
+    deleted = [_deleted_entry(b) for b in gone]
+    result.update(changed=bool(gone), deleted=deleted, bytes_freed=_freed(deleted), errors=errors, warnings=warnings)
+    if errors:
+        raise BackupError(
+            "prune of job %s deleted %d backup(s) but could not delete %d object(s): %s"
+            % (settings.job, len(gone), len(errors), "; ".join("%s: %s" % (e["key"], e["error"]) for e in errors[:5])),
+            **result
+        )
+    return result
+
+
+def _freed(entries):
+    return sum(entry["stored_size"] for entry in entries)
