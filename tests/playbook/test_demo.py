@@ -29,8 +29,8 @@ def _ansible_playbook():
     return found
 
 
-def run_playbook(var_dir, *extra, check=None):
-    """Run playbooks/backup.yml from the repository root; return the CompletedProcess."""
+def run_playbook(var_dir, *extra, check=None, playbook="playbooks/backup.yml"):
+    """Run a playbook (backup.yml) from the repository root; return the CompletedProcess."""
     env = dict(os.environ)
     env.update(
         ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
@@ -39,7 +39,7 @@ def run_playbook(var_dir, *extra, check=None):
         PATH=str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""),
     )
     env.pop("ANSIBLE_FORCE_COLOR", None)
-    argv = [_ansible_playbook(), "playbooks/backup.yml", "-e", f"songmetrix_demo_var_dir={var_dir}", *extra]
+    argv = [_ansible_playbook(), playbook, "-e", f"songmetrix_demo_var_dir={var_dir}", *extra]
     proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     if check is not None:
         assert proc.returncode == check, f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
