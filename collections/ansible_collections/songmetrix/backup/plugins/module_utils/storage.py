@@ -17,7 +17,19 @@ Every storage (storage_local, storage_s3, storage_sftp) offers the same methods,
   open_reader(key)              a reader: read(n) -> bytes (b"" at the end), close(); .size is known
   get_small(key)                the bytes of a small object
   list_keys(prefix)             every object under a key prefix, recursively: ObjectInfo(key, size, modified)
+  replace_small(key, data)      write a small status object (never a backup), REPLACING an existing one,
+                                atomically for readers: local temp file + fsync + os.replace; S3 a plain
+                                PutObject (no If-None-Match, not locked); SFTP temp file +
+                                posix-rename@openssh.com, or remove + rename where the server refuses it
   delete(key)                   remove one object; a missing one is not an error
+  delete_many(keys)             remove many objects, in list order as far as the storage allows; returns
+                                [(key, message)] for the keys that could NOT be deleted ([] = all gone); a
+                                missing key is not an error. S3: DeleteObjects (Quiet) with at most 1000 keys
+                                per request, one request after another; a request that fails (after retries)
+                                raises StorageError naming the bucket and how many keys were deleted before.
+                                SFTP: pipelined removes; a lost connection raises StorageError.
+  delete_requests               int, starts at 0: requests delete_many made (S3: DeleteObjects calls;
+                                local and SFTP: removes)
   close()                       release connections
 
 Errors name the location and the cause and never contain a secret.

@@ -40,14 +40,18 @@ class LocalArtifactWriter(object):
                 raise BackupError("writing %s failed: %s" % (self.final_path, _oserror_text(exc)))
             view = view[written:]
 
-    def commit(self):
+    def commit(self, replace=False):
+        """Make the file visible; ``replace`` (status objects only) lets it take an existing one's place."""
         try:
             os.fsync(self._fd)
             os.close(self._fd)
             self._fd = None
-            # link() refuses to replace an existing file, unlike rename(): a backup is never overwritten.
-            os.link(self.temp_path, self.final_path)
-            os.unlink(self.temp_path)
+            if replace:
+                os.replace(self.temp_path, self.final_path)  # readers see the old file or the new one
+            else:
+                # link() refuses to replace an existing file, unlike rename(): a backup is never overwritten.
+                os.link(self.temp_path, self.final_path)
+                os.unlink(self.temp_path)
             _fsync_dir(os.path.dirname(self.final_path))
         except OSError as exc:
             self.abort()
@@ -97,6 +101,7 @@ class LocalStorage(object):
         if not path or not os.path.isabs(path):
             raise ValidationError("storage.path must be an absolute directory path, not %r" % (path,))
         self.root = os.path.normpath(path)
+        self.delete_requests = 0  # unlink() calls of delete_many
 
     def describe(self):
         return {"type": "local", "path": self.root}
@@ -139,20 +144,39 @@ class LocalStorage(object):
             raise BackupError("cannot write to %s: %s" % (os.path.dirname(path), _oserror_text(exc)))
 
     def put_small(self, key, data, metadata=None):
-        """Write a small object (a manifest) atomically: temp name, fsync, rename, fsync dir."""
+        """Write a small object (a manifest) atomically: temp name, fsync, link, fsync dir."""
+        self._store_small(key, data, replace=False)
+
+    def replace_small(self, key, data):
+        """Write a status object over an existing one: temp name, fsync, os.replace, fsync dir."""
+        self._store_small(key, data, replace=True)
+
+    def _store_small(self, key, data, replace):
         writer = self.open_writer(key)
         try:
             writer.write(data)
         except BackupError:
             writer.abort()
             raise
-        writer.commit()
+        writer.commit(replace=replace)
 
     def delete(self, key):
         try:
             os.unlink(self.location(key))
         except FileNotFoundError:
             pass
+
+    def delete_many(self, keys):
+        failures = []
+        for key in keys:
+            self.delete_requests += 1
+            try:
+                os.unlink(self.location(key))
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                failures.append((key, _oserror_text(exc)))
+        return failures
 
     def open_reader(self, key):
         return LocalFileReader(self.location(key))

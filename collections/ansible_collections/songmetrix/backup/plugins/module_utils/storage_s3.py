@@ -21,7 +21,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote, urlencode
 
-from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
+from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, StorageError, ValidationError
 from ansible_collections.songmetrix.backup.plugins.module_utils.storage import ObjectInfo, read_whole
 
 try:
@@ -66,6 +66,7 @@ PARTS_PER_STEP = 1000
 # With a size hint, the first part is big enough for this much more than the hint within one step.
 HINT_HEADROOM = 1.5
 ABORT_ATTEMPTS = 2  # each attempt is itself retried by botocore
+DELETE_BATCH = 1000  # S3's limit of keys per DeleteObjects request
 
 # Metadata values go into HTTP headers, which carry ASCII only: every character outside printable
 # ASCII (and "%" itself, so decoding is never ambiguous) is percent-encoded as UTF-8, so that
@@ -149,6 +150,12 @@ def sha256_b64(data):
 def md5_b64(data):
     # An integrity header, not security: usedforsecurity=False keeps it working on FIPS hosts.
     return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode("ascii")
+
+
+def _add_content_md5(params, **kwargs):
+    """DeleteObjects must carry Content-MD5 or a flexible checksum. botocore >= 1.36 sends only the latter,
+    which some S3-compatible services refuse (MissingContentMD5); AWS accepts both together."""
+    params["headers"]["Content-MD5"] = md5_b64(params["body"])
 
 
 def error_code(exc):
@@ -447,6 +454,7 @@ class S3Storage(object):
         self._client = None
         self._client_lock = threading.Lock()
         self._conditional = True  # cleared when the service rejects If-None-Match (see _conditional_call)
+        self.delete_requests = 0  # DeleteObjects calls of delete_many (botocore's retries not counted)
 
     def _check_encryption_and_tags(self):
         params = self._params
@@ -493,9 +501,12 @@ class S3Storage(object):
         if self._verify is not None:
             kwargs["verify"] = self._verify
         try:
-            return session.client("s3", **kwargs)
+            client = session.client("s3", **kwargs)
         except (BotoCoreError, ValueError) as exc:
             raise ValidationError("cannot set up the S3 client for %s: %s" % (self.endpoint_text(), self.scrub(exc)))
+        # Last: after botocore's own handlers have settled the body.
+        client.meta.events.register_last("before-call.s3.DeleteObjects", _add_content_md5)
+        return client
 
     def _config(self):
         params = self._params
@@ -733,11 +744,22 @@ class S3Storage(object):
             writer.abort()
             raise
 
-    def put_object(self, key, body, object_args):
+    def replace_small(self, key, data):
+        """A status object, replacing any old one: a plain PutObject (no If-None-Match)."""
+        args = self.object_args(None)
+        # Not locked: a status object is no backup, and every overwrite would keep a locked version.
+        args.pop("ObjectLockMode", None)
+        args.pop("ObjectLockRetainUntilDate", None)
+        self.put_object(key, data, args, replace=True)
+
+    def put_object(self, key, body, object_args, replace=False):
         args = dict(object_args)
         args.update(self.checksum_args(body))
         args.update(Bucket=self.bucket, Key=key, Body=bytes(body))
-        self._conditional_call("storing", key, "put_object", args)
+        if replace:
+            self._call("storing", key, "put_object", **args)
+        else:
+            self._conditional_call("storing", key, "put_object", args)
 
     def create_multipart(self, key, object_args):
         args = dict(object_args, Bucket=self.bucket, Key=key)
@@ -819,3 +841,23 @@ class S3Storage(object):
 
     def delete(self, key):
         self._call("deleting", key, "delete_object", Bucket=self.bucket, Key=key)
+
+    def delete_many(self, keys):
+        """DeleteObjects with up to DELETE_BATCH keys each, one request after another in list order."""
+        keys = list(keys)
+        failures = []
+        for start in range(0, len(keys), DELETE_BATCH):
+            batch = keys[start:start + DELETE_BATCH]
+            args = dict(Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True})
+            if self.checksum == "sha256":
+                args["ChecksumAlgorithm"] = "SHA256"  # what the uploads send; botocore's default is CRC32
+            self.delete_requests += 1
+            try:
+                response = self.client().delete_objects(**args)
+            except (BotoCoreError, ClientError) as exc:
+                raise StorageError("%s; %d of %d keys were deleted before" % (
+                    self.explain(exc, "deleting %d objects from" % len(batch)), start - len(failures), len(keys)),
+                    failures=failures)
+            for error in response.get("Errors", ()):
+                failures.append((error.get("Key"), "%s: %s" % (error.get("Code"), error.get("Message"))))
+        return failures

@@ -8,7 +8,8 @@ it works with SFTP-only servers (internal-sftp, chroots, hosted storage boxes) w
 An artifact is written under a hidden temporary name in its final directory
 (``.<name>.partial-<pid>-<random>``, mode 0600) and renamed into place by commit(). The plain SFTP
 rename is used on purpose: OpenSSH's sftp-server implements it with link() and unlink(), so it
-never replaces an existing file (the posix-rename@openssh.com extension would). Writes are
+never replaces an existing file (the posix-rename@openssh.com extension would; replace_small uses it
+for status objects, which must be overwritten). Writes are
 pipelined: many write requests are in flight, and every answer is checked before commit().
 SFTP has no place for object metadata: ``metadata`` is accepted and not stored (the manifest has it).
 """
@@ -35,9 +36,11 @@ try:
         CMD_DATA,
         CMD_EXTENDED,
         CMD_READ,
+        CMD_REMOVE,
         CMD_STATUS,
         CMD_WRITE,
         SFTP_EOF,
+        SFTP_NO_SUCH_FILE,
         SFTP_OK,
     )
 
@@ -198,6 +201,22 @@ class _Answers(object):
             self.failure = text
 
 
+class _Removes(object):
+    """Answers to pipelined remove requests: (key, the server's text) for each refused one; missing is fine."""
+
+    def __init__(self):
+        self.pending = {}  # request number -> key
+        self.answered = 0
+        self.failures = []
+
+    def _async_response(self, kind, msg, num):
+        key = self.pending.pop(num)
+        self.answered += 1
+        code, text = _status_text(msg) if kind == CMD_STATUS else (None, "unexpected answer type %d" % kind)
+        if code not in (SFTP_OK, SFTP_NO_SUCH_FILE):
+            self.failures.append((key, text))
+
+
 class SftpWriter(object):
     """One artifact: pipelined writes to a hidden temp file; commit() renames it into place."""
 
@@ -249,7 +268,8 @@ class SftpWriter(object):
         while answers.outstanding:
             self._sftp._read_response()
 
-    def commit(self):
+    def commit(self, replace=False):
+        """Rename the temp file into place; ``replace`` (status objects only) may take an existing one's place."""
         if self._done:
             raise StorageError("%s was already committed or aborted" % self._storage.location_of(self.path))
         try:
@@ -262,7 +282,8 @@ class SftpWriter(object):
                     "%s holds %d bytes after the upload, %d were sent"
                     % (self._storage.location_of(self.temp_path), size, self.written)
                 )
-            self._storage.rename_new(self._sftp, self.temp_path, self.path)
+            rename = self._storage.rename_over if replace else self._storage.rename_new
+            rename(self._sftp, self.temp_path, self.path)
         except BackupError:
             self.abort()
             raise
@@ -391,6 +412,7 @@ class SftpStorage(object):
         self._client = None
         self._sftp = None
         self._dirs = set()  # directories known to exist
+        self.delete_requests = 0  # remove requests of delete_many
 
     # -- naming
     @property
@@ -648,6 +670,22 @@ class SftpStorage(object):
                 raise StorageError("%s already exists; a stored backup is never overwritten" % self.location_of(target))
             raise
 
+    def rename_over(self, sftp, source, target):
+        """Rename, replacing ``target``: atomically with posix-rename@openssh.com, else remove, then rename."""
+        try:
+            sftp.posix_rename(source, target)
+            return
+        except IOError as exc:
+            # paramiko does not tell which extensions the server offers: a refusal means "try the plain way".
+            if self._connection_failed(exc):
+                raise
+        try:
+            sftp.remove(target)
+        except IOError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+        sftp.rename(source, target)
+
     def remove_quietly(self, path):
         """Best effort: remove ``path``, on a new connection (one attempt) if need be; never raises."""
         for fresh in (False, True):
@@ -720,12 +758,19 @@ class SftpStorage(object):
 
     def put_small(self, key, data, metadata=None):
         """Write a small object (a manifest) like an artifact; a lost connection is retried."""
+        self._store_small(key, data, replace=False)
+
+    def replace_small(self, key, data):
+        """Write a status object over an existing one (see rename_over); a lost connection is retried."""
+        self._store_small(key, data, replace=True)
+
+    def _store_small(self, key, data, replace):
         attempt = 0
         while True:
-            writer = self.open_writer(key, metadata)
+            writer = self.open_writer(key)
             try:
                 writer.write(data)
-                writer.commit()
+                writer.commit(replace=replace)
                 return
             except _ConnectionLost:
                 writer.abort()
@@ -787,6 +832,26 @@ class SftpStorage(object):
                     raise
 
         self._op("delete", path, remove)
+
+    def delete_many(self, keys):
+        """Remove each key, up to WRITES_IN_FLIGHT remove requests in flight (sent in list order)."""
+        paths = [(key, self._remote_path(key)) for key in keys]
+        if not paths:
+            return []
+        removes = _Removes()
+        sftp = self._session()
+        try:
+            for key, path in paths:
+                while len(removes.pending) >= WRITES_IN_FLIGHT:
+                    sftp._read_response()
+                removes.pending[sftp._async_request(removes, CMD_REMOVE, path)] = key
+                self.delete_requests += 1
+            while removes.pending:
+                sftp._read_response()
+        except (EOFError, OSError, paramiko.SSHException) as exc:
+            raise StorageError("%s; %d of %d removes were answered" % (
+                self.transfer_error(self.root or ".", exc, "deleting objects under"), removes.answered, len(paths)))
+        return removes.failures
 
 
 def _token():
