@@ -70,5 +70,6 @@ def test_a_failed_backup_is_not_followed_by_a_prune(var_dir):
 
     # The standalone prune sees the failed attempt too, and deletes nothing.
     proc = run_playbook(var_dir, "-e", "prune_force=true", playbook="playbooks/prune.yml", check=0)
-    assert "prune     stopped, nothing deleted: the latest backup attempt of job demo-sqlite" in proc.stdout, proc.stdout
+    stopped = "prune     stopped, nothing deleted: the latest backup attempt of job demo-sqlite"
+    assert stopped in proc.stdout, proc.stdout
     assert present(var_dir, history) == history

@@ -8,8 +8,8 @@ short_description: Delete a job's old backups by a GFS retention policy, with sa
 version_added: 0.3.0
 description:
   - Lists the backups (manifests) of one job, decides with O(retention) which to keep, and deletes
-    the others: each manifest first, then the objects that share its name, so an interrupted prune
-    never leaves a manifest that points at missing data.
+    the others. Each manifest goes first, then the objects it names, so an interrupted prune never
+    leaves a manifest that points at missing data.
   - "The rules follow restic's C(forget): O(retention.keep_last) keeps the newest backups;
     O(retention.keep_hourly) to O(retention.keep_yearly) keep the newest backup of each of the N most
     recent hours, days, ISO weeks (Monday to Sunday), months or years that have backups, counted in
@@ -96,7 +96,9 @@ attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
-    details: Check mode is the dry run. It reports exactly what a real run would delete, and warns when a real run would stop.
+    details:
+      - Check mode is the dry run. It reports exactly what a real run would delete, and warns when a
+        real run would stop.
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in diff_mode).
     support: full
