@@ -16,6 +16,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
+from ansible_collections.songmetrix.backup.plugins.module_utils import layout
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import StorageError, ValidationError
 from ansible_collections.songmetrix.backup.plugins.module_utils.specs import STORAGE_OPTIONS
 from ansible_collections.songmetrix.backup.plugins.module_utils.storage import make_storage
@@ -515,7 +516,9 @@ def check_stored_backup(sftp_server, params, result, tmp_path, secrets_=()):
     assert sha256_file(artifact) == manifest["sha256"]
     assert os.path.getsize(artifact) == manifest["stored_size"]
     names = stored_files(local(params))
-    assert sorted(names) == sorted([result["artifact"], result["manifest_key"]])  # no temp files left
+    attempt = layout.attempt_key(params.get("prefix") or "", manifest["job"])
+    assert sorted(names) == sorted([result["artifact"], result["manifest_key"], attempt])  # no temp files left
+    assert json.loads((local(params) / attempt).read_text())["status"] == "ok"
     for name in names:
         assert stat.S_IMODE((local(params) / name).stat().st_mode) == 0o600
     return str(artifact), manifest
