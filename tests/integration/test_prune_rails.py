@@ -76,6 +76,9 @@ def test_policy_deletes_the_rest_and_check_mode_is_the_same_plan_with_nothing_de
     gone = {b.manifest_key for b in made[3:]} | {b.artifact_key for b in made[3:]}
     assert all_files(root) == before - gone
     assert real["bytes_freed"] == sum(sizes[key] for key in gone) > 0
+    # The day folders the prune emptied are gone too; the root and the kept backups' folders stay.
+    empty = [d for d, dirs, files in os.walk(root) if not dirs and not files]
+    assert empty == [], empty
     again = run_prune(params(root), now=NOW)
     assert again["changed"] is False and again["deleted"] == []
 
