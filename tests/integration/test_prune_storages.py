@@ -10,6 +10,7 @@ objects of no manifest, a foreign object, and an object of a doomed backup its m
 import datetime
 import gzip
 import json
+import os
 from collections import defaultdict
 
 import pytest
@@ -194,6 +195,10 @@ def test_two_years_pruned_to_exactly_the_gfs_set_and_check_mode_deletes_nothing(
     assert {b.manifest_key for b in history["other"]} | {b.artifact_key for b in history["other"]} <= set(after)
     assert sorted(key for key in after if key.endswith(layout.MANIFEST_SUFFIX) and key.startswith("prod/app/")) \
         == sorted(set(keep) | manual)
+
+    if params["type"] in ("local", "sftp"):  # both roots are directories on this machine
+        empty = [d for d, dirs, files in os.walk(params["path"]) if not dirs and not files]
+        assert empty == [], "prune left empty folders: %s" % empty[:5]
 
     # a second run finds nothing more to delete
     again = run_prune(prune_params(params))

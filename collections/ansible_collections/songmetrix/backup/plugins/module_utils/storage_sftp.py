@@ -851,7 +851,19 @@ class SftpStorage(object):
         except (EOFError, OSError, paramiko.SSHException) as exc:
             raise StorageError("%s; %d of %d removes were answered" % (
                 self.transfer_error(self.root or ".", exc, "deleting objects under"), removes.answered, len(paths)))
+        self._remove_empty_folders(sftp, keys)
         return removes.failures
+
+    def _remove_empty_folders(self, sftp, keys):
+        """rmdir the date folders the removes emptied, deepest first, never the root (best effort)."""
+        folders = {posixpath.dirname(key) for key in keys}
+        for folder in sorted(folders, key=lambda f: f.count("/"), reverse=True):
+            while folder:
+                try:
+                    sftp.rmdir(self._remote_path(folder))
+                except IOError:
+                    break  # not empty, or gone: the server refuses either way
+                folder = posixpath.dirname(folder)
 
 
 def _token():
