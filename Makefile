@@ -19,7 +19,7 @@ ifeq ($(strip $(LC_ALL)$(LANG)),)
 export LANG := C.UTF-8
 endif
 
-.PHONY: help venv venv-dev deps backup test unit integration lint sanity latest bench bench-storage clean
+.PHONY: help venv venv-dev deps backup test unit integration lint sanity latest bench bench-storage bench-prune clean
 
 help:
 	@echo "make backup       run the demo backup (playbooks/backup.yml, inventories/demo) into ./var/backups"
@@ -27,6 +27,7 @@ help:
 	@echo "make unit | integration | lint | sanity | latest    one suite (latest: ansible-core 2.21 on Python 3.13)"
 	@echo "make bench        benchmark (not part of make test)"
 	@echo "make bench-storage  S3 streaming vs two-step upload, backup_info at 20,000 backups"
+	@echo "make bench-prune  retention planning of 100,000 backups, prune of 10,000 backups on S3 (moto)"
 	@echo "make venv         .venv with requirements.txt;  make deps: apt packages + requirements-dev.txt"
 	@echo "make clean        remove .venv and caches (keeps ./var/backups)"
 
@@ -59,6 +60,9 @@ bench: deps
 
 bench-storage: deps
 	$(VENV)/bin/python tests/bench/storage.py
+
+bench-prune: deps
+	$(VENV)/bin/python tests/bench/prune.py
 
 clean:
 	rm -rf $(VENV) .venv-latest .pytest_cache .ruff_cache .cache \
