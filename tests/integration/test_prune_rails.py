@@ -291,18 +291,29 @@ def test_the_module_reports_kept_and_deleted_with_reasons(run_module, root):
     assert bad.rc != 0 and "keep_daily" in bad.result["msg"]
 
 
-def test_a_backup_whose_manifest_cannot_be_read_is_kept_with_a_warning(root):
-    made = history(root, days_back(4))
+def test_a_backup_whose_manifest_must_be_read_and_cannot_be_is_kept_with_a_warning(root):
+    made = history(root, days_back(5))
+    for backup in made[1:4]:
+        with open(os.path.join(root, backup.stem + ".sql.gz.sha256"), "w") as handle:
+            handle.write(backup.sha256 + "\n")  # a second object with the stem: only the manifest can tell
     with open(os.path.join(root, made[2].manifest_key), "w") as handle:
         handle.write("{not json")
     record = json.loads(open(os.path.join(root, made[3].manifest_key)).read())
     record["artifact"] = made[0].artifact_key  # points into another backup
     with open(os.path.join(root, made[3].manifest_key), "w") as handle:
         json.dump(record, handle)
+    with open(os.path.join(root, made[4].manifest_key), "w") as handle:
+        handle.write("{not json")  # one object beside it: it goes by name, the manifest is not read
     result = run_prune(params(root, retention=dict(keep_last=1), force=True), now=NOW)
     kept = {k["manifest_key"]: k["reasons"] for k in result["kept"]}
     assert kept[made[2].manifest_key] == ["unreadable manifest"]
     assert kept[made[3].manifest_key] == ["unreadable manifest"]
-    assert [d["manifest_key"] for d in result["deleted"]] == [made[1].manifest_key]
-    assert os.path.exists(os.path.join(root, made[0].artifact_key))
     assert sum("remove it by hand" in w for w in result["warnings"]) == 2
+    assert [d["manifest_key"] for d in result["deleted"]] == [made[1].manifest_key, made[4].manifest_key]
+    # made[1]: only what its manifest named went; the .sha256 beside it stays (and is reported).
+    assert result["deleted"][0]["objects"] == [made[1].artifact_key]
+    assert os.path.exists(os.path.join(root, made[1].stem + ".sql.gz.sha256"))
+    assert made[1].stem + ".sql.gz.sha256" in run_prune(params(root, retention=dict(keep_last=1)), now=NOW)["incomplete"]
+    assert result["deleted"][1]["objects"] == [made[4].artifact_key]
+    assert not os.path.exists(os.path.join(root, made[4].artifact_key))
+    assert os.path.exists(os.path.join(root, made[0].artifact_key))

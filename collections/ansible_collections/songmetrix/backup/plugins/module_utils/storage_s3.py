@@ -429,6 +429,8 @@ class S3Writer(object):
 
 class S3Storage(object):
     type = "s3"
+    # One boto3 client serves many threads: catalog.load_manifests reads manifests in parallel.
+    concurrent_reads = True
 
     def __init__(self, params):
         if not HAS_BOTO3:
