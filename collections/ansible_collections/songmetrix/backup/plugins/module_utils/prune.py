@@ -90,6 +90,8 @@ def plan_deletion(storage, backups):
 
 def _stop_reason(settings, attempt, good, now, deleting, considered):
     """Why this run must delete nothing, and whether that is a failure (True) or a skip (False)."""
+    if not deleting:
+        return None, False  # nothing would go: nothing to stop
     if attempt is not None and attempt.get("status") != "ok":
         return (
             "the latest backup attempt of job %s (started %s on %s) did not succeed (%s%s); nothing is "
