@@ -317,3 +317,13 @@ def test_a_backup_whose_manifest_must_be_read_and_cannot_be_is_kept_with_a_warni
     assert result["deleted"][1]["objects"] == [made[4].artifact_key]
     assert not os.path.exists(os.path.join(root, made[4].artifact_key))
     assert os.path.exists(os.path.join(root, made[0].artifact_key))
+
+
+def test_nothing_to_delete_means_no_stop_and_no_warning(root):
+    result = run_prune(params(root), now=NOW)  # no storage folder at all yet
+    assert result["total"] == 0 and result["stopped"] is None and result["warnings"] == []
+    assert not root.exists()
+    history(root, days_back(3))
+    (root / "prod/app/last-attempt.json").write_text(json.dumps({"status": "failed", "error": "x"}))
+    result = run_prune(params(root, retention=dict(keep_last=5)), now=NOW)
+    assert result["stopped"] is None and result["warnings"] == [] and len(result["kept"]) == 3
