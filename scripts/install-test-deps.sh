@@ -22,6 +22,7 @@ TEST_APT_PACKAGES=(
     gzip
     shellcheck
     openssl
+    curl
 )
 # Extra packages can be asked for without editing this file.
 # shellcheck disable=SC2206
