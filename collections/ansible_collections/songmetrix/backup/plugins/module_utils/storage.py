@@ -93,6 +93,20 @@ def make_storage(params):
     return SftpStorage(params)
 
 
+def remove_emptied_folders(keys, rmdir):
+    """After deleting ``keys``: ``rmdir(folder)`` each folder they were in, deepest first, and its
+    parents up to (never) the root, stopping at the first refusal (OSError: not empty, or gone).
+    For storages with real folders (local, SFTP), so pruned date folders do not pile up."""
+    folders = {key.rpartition("/")[0] for key in keys}
+    for folder in sorted(folders, key=lambda f: f.count("/"), reverse=True):
+        while folder:
+            try:
+                rmdir(folder)
+            except OSError:
+                break
+            folder = folder.rpartition("/")[0]
+
+
 def read_whole(reader):
     """All bytes of an opened reader (a manifest, a probe), then close it: get_small() of every storage."""
     try:

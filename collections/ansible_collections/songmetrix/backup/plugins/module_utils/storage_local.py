@@ -2,10 +2,13 @@
 
 import errno
 import os
-import posixpath
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
-from ansible_collections.songmetrix.backup.plugins.module_utils.storage import ObjectInfo, read_whole
+from ansible_collections.songmetrix.backup.plugins.module_utils.storage import (
+    ObjectInfo,
+    read_whole,
+    remove_emptied_folders,
+)
 
 FILE_MODE = 0o600
 DIR_MODE = 0o750
@@ -177,19 +180,8 @@ class LocalStorage(object):
                 pass
             except OSError as exc:
                 failures.append((key, _oserror_text(exc)))
-        self._remove_empty_folders(keys)
+        remove_emptied_folders(keys, lambda folder: os.rmdir(self.location(folder)))
         return failures
-
-    def _remove_empty_folders(self, keys):
-        """Remove the date folders that deleting ``keys`` emptied, deepest first, never the root."""
-        folders = {posixpath.dirname(key) for key in keys}
-        for folder in sorted(folders, key=lambda f: f.count("/"), reverse=True):
-            while folder:
-                try:
-                    os.rmdir(self.location(folder))
-                except OSError:
-                    break  # not empty (or gone): its parents are not empty either
-                folder = posixpath.dirname(folder)
 
     def open_reader(self, key):
         return LocalFileReader(self.location(key))

@@ -57,7 +57,11 @@ else:
     PARAMIKO_IMPORT_ERROR = None
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, StorageError, ValidationError
-from ansible_collections.songmetrix.backup.plugins.module_utils.storage import ObjectInfo, read_whole
+from ansible_collections.songmetrix.backup.plugins.module_utils.storage import (
+    ObjectInfo,
+    read_whole,
+    remove_emptied_folders,
+)
 
 DEFAULT_PORT = 22
 DEFAULT_RETRIES = 3
@@ -851,19 +855,16 @@ class SftpStorage(object):
         except (EOFError, OSError, paramiko.SSHException) as exc:
             raise StorageError("%s; %d of %d removes were answered" % (
                 self.transfer_error(self.root or ".", exc, "deleting objects under"), removes.answered, len(paths)))
-        self._remove_empty_folders(sftp, keys)
+        remove_emptied_folders(keys, lambda folder: _rmdir(sftp, self._remote_path(folder)))
         return removes.failures
 
-    def _remove_empty_folders(self, sftp, keys):
-        """rmdir the date folders the removes emptied, deepest first, never the root (best effort)."""
-        folders = {posixpath.dirname(key) for key in keys}
-        for folder in sorted(folders, key=lambda f: f.count("/"), reverse=True):
-            while folder:
-                try:
-                    sftp.rmdir(self._remote_path(folder))
-                except IOError:
-                    break  # not empty, or gone: the server refuses either way
-                folder = posixpath.dirname(folder)
+
+def _rmdir(sftp, path):
+    """rmdir for remove_emptied_folders: any refusal, a lost connection too, is an OSError (best effort)."""
+    try:
+        sftp.rmdir(path)
+    except (EOFError, paramiko.SSHException) as exc:
+        raise OSError(str(exc))
 
 
 def _token():
