@@ -101,11 +101,13 @@ def test_include_and_exclude_tables(mariadb_server, shop, run_module, tmp_path):
     assert res.rc == 0, res.result
     sql = open(os.path.join(storage, res.result["artifact"]), encoding="utf-8").read()
     assert "CREATE TABLE `customers`" in sql and "`scratch`" not in sql
+    assert res.result["manifest"]["table_counts"] == {"customers": 2, "orders": 3}
     res = run_module("dump", dict(job="shop-in", compression="none", storage=dict(path=storage),
                                   source=my_source(mariadb_server, shop, include=["orders"])))
     assert res.rc == 0, res.result
     sql = open(os.path.join(storage, res.result["artifact"]), encoding="utf-8").read()
     assert "CREATE TABLE `orders`" in sql and "`customers`" not in sql
+    assert res.result["manifest"]["table_counts"] == {"orders": 3}
 
 
 def test_password_only_in_the_inherited_pipe(mariadb_server, shop, tmp_path):
@@ -159,3 +161,23 @@ def test_dump_without_footer_is_rejected(mariadb_server, shop, run_module, tmp_p
     assert res.rc == 1
     assert "does not end with '-- Dump completed'" in res.result["msg"]
     assert stored_files(storage) == []
+
+
+def test_table_counts_exact_views_left_out_and_row_counts_false(mariadb_server, shop, run_module, tmp_path):
+    mariadb_server.sql("CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 8; "
+                       "CREATE TABLE `odd``name` (x INT); INSERT INTO `odd``name` VALUES (1), (2), (3), (4);",
+                       database=shop)
+    storage = str(tmp_path / "store")
+    res = run_module("dump", dict(job="shop-counts", storage=dict(path=storage),
+                                  source=my_source(mariadb_server, shop)))
+    assert res.rc == 0, res.result
+    path, manifest = check_artifact_matches_manifest(storage, res.result)
+    expected = {table: int(mariadb_server.sql("SELECT COUNT(*) FROM `%s`" % table.replace("`", "``"),
+                                              database=shop).strip())
+                for table in ("customers", "orders", "scratch", "odd`name")}
+    assert manifest["table_counts"] == expected == {"customers": 2, "orders": 3, "scratch": 1, "odd`name": 4}
+    res = run_module("dump", dict(job="shop-nocounts", storage=dict(path=storage), row_counts=False,
+                                  source=my_source(mariadb_server, shop)))
+    assert res.rc == 0, res.result
+    path, manifest = check_artifact_matches_manifest(storage, res.result)
+    assert manifest["table_counts"] is None

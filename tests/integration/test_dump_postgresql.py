@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import tarfile
+import time
 import uuid
 
 import pytest
@@ -230,3 +231,80 @@ def test_directory_dump_tar_has_no_parent_paths(pg_server, source_db, run_module
     with tarfile.open(os.path.join(storage, res.result["artifact"])) as tar:
         names = tar.getnames()
     assert "toc.dat" in names and all("/" not in n and not n.startswith(".") for n in names)
+
+
+def exact_counts(pg, dbname, tables):
+    return {t if "." in t else "public." + t: int(pg.psql("SELECT count(*) FROM ONLY %s" % t, dbname=dbname).strip())
+            for t in tables}
+
+
+def test_table_counts_are_exact_and_follow_include_exclude(pg_server, source_db, run_module, tmp_path):
+    storage = str(tmp_path / "store")
+    res = run_module("dump", dict(job="pg-counts", source=pg_source(pg_server, source_db), storage=dict(path=storage)))
+    assert res.rc == 0, res.result
+    path, manifest = check_artifact_matches_manifest(storage, res.result)
+    assert manifest["table_counts"] == exact_counts(pg_server, source_db, TABLES)
+    assert manifest["table_counts"]["public.items"] == 3001  # the view is not a table
+    assert any(arg.startswith("--snapshot=") for arg in res.result["command"])
+
+    res = run_module("dump", dict(job="pg-counts-ex", storage=dict(path=storage),
+                                  source=pg_source(pg_server, source_db, exclude=["audit_*"],
+                                                   exclude_schemas=["reporting"])))
+    assert res.rc == 0, res.result
+    assert res.result["manifest"]["table_counts"] == {"public.items": 3001}
+    res = run_module("dump", dict(job="pg-counts-in", storage=dict(path=storage),
+                                  source=pg_source(pg_server, source_db, format="plain", include=["reporting.*"])))
+    assert res.rc == 0, res.result
+    assert res.result["manifest"]["table_counts"] == {"reporting.daily": 32}
+    res = run_module("dump", dict(job="pg-counts-dir", storage=dict(path=storage), spool_dir=str(tmp_path),
+                                  source=pg_source(pg_server, source_db, format="directory", jobs=2)))
+    assert res.rc == 0, res.result
+    assert res.result["manifest"]["table_counts"] == exact_counts(pg_server, source_db, TABLES)
+
+
+def test_row_counts_false_records_null(pg_server, source_db, run_module, tmp_path):
+    storage = str(tmp_path / "store")
+    res = run_module("dump", dict(job="pg-nocount", source=pg_source(pg_server, source_db), storage=dict(path=storage),
+                                  row_counts=False))
+    assert res.rc == 0, res.result
+    path, manifest = check_artifact_matches_manifest(storage, res.result)
+    assert manifest["table_counts"] is None
+    assert not any(arg.startswith("--snapshot") for arg in res.result["command"])
+
+
+def test_table_counts_match_the_dump_while_a_writer_inserts(pg_server, fresh_db, run_module, tmp_path):
+    """Counts and dump share one snapshot: under concurrent inserts the restored rows equal the counts."""
+    name = "busy_" + uuid.uuid4().hex[:8]
+    pg_server.create_database(name)
+    writer = None
+    try:
+        pg_server.psql("CREATE TABLE big AS SELECT g AS id, md5(g::text) || repeat('y', 200) AS t "
+                       "FROM generate_series(1, 200000) g; CREATE TABLE events (id serial PRIMARY KEY, at timestamptz)",
+                       dbname=name)
+        writer = subprocess.Popen(
+            ["psql", "-X", "-q", "-d", name, "-c",
+             "DO $$ BEGIN FOR i IN 1..1000000 LOOP INSERT INTO big VALUES (1000000 + i, 'w'); "
+             "INSERT INTO events (at) VALUES (now()); COMMIT; PERFORM pg_sleep(0.0005); END LOOP; END $$"],
+            env=restore_env(pg_server), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        while int(pg_server.psql("SELECT count(*) FROM events", dbname=name).strip()) < 50:
+            assert time.time() < deadline and writer.poll() is None
+            time.sleep(0.05)
+        storage = str(tmp_path / "store")
+        res = run_module("dump", dict(job="pg-busy", source=pg_source(pg_server, name), storage=dict(path=storage)))
+        assert res.rc == 0, res.result
+        counted_after = exact_counts(pg_server, name, ["big", "events"])
+        assert writer.poll() is None  # it wrote during the whole dump
+    finally:
+        if writer is not None:
+            writer.kill()
+            writer.wait()
+        pg_server.drop_database(name)
+    path, manifest = check_artifact_matches_manifest(storage, res.result)
+    counts = manifest["table_counts"]
+    assert set(counts) == {"public.big", "public.events"}
+    assert counts["public.events"] >= 50 and counts["public.big"] >= 200050
+    assert counted_after["public.events"] > counts["public.events"]  # writes went on after the snapshot
+    pipe_into(decompress_cmd(path), ["pg_restore", "--no-owner", "--exit-on-error", "-d", fresh_db],
+              restore_env(pg_server))
+    assert exact_counts(pg_server, fresh_db, ["big", "events"]) == counts

@@ -36,6 +36,7 @@ def test_sqlite_round_trip_matches_sqlite3_dump(run_module, tmp_path):
     assert manifest["engine"] == "sqlite" and path.endswith(".sqlite3.zst")
     restored = decompress_to(path, str(tmp_path / "restored.sqlite3"))
     assert sqlite_dump(restored) == sqlite_dump(db)
+    assert manifest["table_counts"] == {"pairs": 4000}
 
 
 @pytest.mark.parametrize("journal_mode", ["wal", "delete"])
@@ -67,6 +68,9 @@ while True:
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
             odd = conn.execute("SELECT count(*) FROM (SELECT grp FROM pairs GROUP BY grp HAVING count(*) != 2)")
             assert odd.fetchone()[0] == 0
+            # Counted in the copy that was streamed: exact whatever the writer does.
+            assert res.result["manifest"]["table_counts"] == {
+                "pairs": conn.execute("SELECT count(*) FROM pairs").fetchone()[0]}
             conn.close()
             os.unlink(copy)
             import time
@@ -113,6 +117,7 @@ def test_files_round_trip_with_tar(run_module, tmp_path):
     assert res.rc == 0, res.result
     path, manifest = check_artifact_matches_manifest(storage, res.result)
     assert path.endswith(".tar.gz")
+    assert manifest["table_counts"] is None
     out = tmp_path / "out"
     out.mkdir()
     decompress = subprocess.Popen(decompress_cmd(path), stdout=subprocess.PIPE)
@@ -163,3 +168,27 @@ def test_second_run_adds_a_second_backup(run_module, tmp_path):
     assert first.rc == 0 and second.rc == 0
     assert first.result["artifact"] != second.result["artifact"]
     assert len([f for f in stored_files(storage) if f.endswith(".manifest.json")]) == 2
+
+
+def test_sqlite_table_counts_every_table_and_row_counts_false(run_module, tmp_path):
+    db = str(tmp_path / "multi.sqlite3")
+    conn = sqlite3.connect(db)
+    for statement in ("CREATE TABLE a (id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT)",
+                      'CREATE TABLE "odd ""name""" (x)',
+                      "CREATE TABLE empty (x)",
+                      "CREATE VIEW a_view AS SELECT * FROM a",
+                      "INSERT INTO a (v) VALUES ('1'), ('2'), ('3')",
+                      'INSERT INTO "odd ""name""" VALUES (1), (2)'):
+        conn.execute(statement)
+    conn.commit()
+    conn.close()
+    storage = str(tmp_path / "store")
+    res = run_module("dump", dict(job="multi", source=dict(engine="sqlite", path=db), storage=dict(path=storage)))
+    assert res.rc == 0, res.result
+    # sqlite_sequence (SQLite's own) and the view are not counted.
+    assert res.result["manifest"]["table_counts"] == {"a": 3, 'odd "name"': 2, "empty": 0}
+    res = run_module("dump", dict(job="multi-off", source=dict(engine="sqlite", path=db), storage=dict(path=storage),
+                                  row_counts=False))
+    assert res.rc == 0, res.result
+    path, manifest = check_artifact_matches_manifest(storage, res.result)
+    assert manifest["table_counts"] is None

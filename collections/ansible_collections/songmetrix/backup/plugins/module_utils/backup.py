@@ -78,7 +78,13 @@ class BackupPlan(object):
 
 
 def dump_plan(params):
-    return BackupPlan(params, lambda spool_dir: make_source(params["source"], spool_dir))
+    def source_factory(spool_dir):
+        source = make_source(params["source"], spool_dir)
+        if hasattr(source, "row_counts"):
+            source.row_counts = params.get("row_counts", True) is not False
+        return source
+
+    return BackupPlan(params, source_factory)
 
 
 def upload_plan(params):
@@ -132,6 +138,9 @@ def store_backup(plan, storage, started):
     writer = _StorageWriter(_as_storage_error(storage.open_writer, artifact_key, metadata, size_hint))
     try:
         outcome = stream(plan.source.open(), [plan.compressor], writer, plan.source.stream_checks())
+        # Rows per table, counted at dump time (in the dump's own snapshot for PostgreSQL); a
+        # failed count fails the backup before its artifact becomes visible.
+        table_counts = plan.source.table_counts() if hasattr(plan.source, "table_counts") else None
         writer.commit()
     except BackupError as exc:
         leftovers = writer.abort()
@@ -141,8 +150,12 @@ def store_backup(plan, storage, started):
     except BaseException:
         writer.abort()
         raise
+    finally:
+        if hasattr(plan.source, "close"):
+            plan.source.close()  # the row-count session, when the dump failed before its counts
     record = manifest.build_manifest(
-        plan.job, plan.kind, plan.timezone, plan.source, artifact_key, started, utc_now(), plan.compression, outcome
+        plan.job, plan.kind, plan.timezone, plan.source, artifact_key, started, utc_now(), plan.compression, outcome,
+        table_counts=table_counts,
     )
     try:
         _as_storage_error(storage.put_small, manifest_key, manifest.encode(record), metadata)

@@ -8,8 +8,13 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.layout import is
 FORMAT_VERSION = 1
 
 
-def build_manifest(job, kind, timezone, source, artifact, started, finished, compression, stream=None, extra=None):
-    """The manifest dict; ``stream`` (a StreamResult) is None for a check-mode preview."""
+def build_manifest(job, kind, timezone, source, artifact, started, finished, compression, stream=None, extra=None,
+                   table_counts=None):
+    """The manifest dict; ``stream`` (a StreamResult) is None for a check-mode preview.
+
+    ``table_counts``: exact rows per dumped table at dump time ({"schema.table": n} for PostgreSQL,
+    {"table": n} for MySQL/MariaDB and SQLite), None when not counted (files, row_counts off).
+    """
     manifest = {
         "format_version": FORMAT_VERSION,
         "job": job,
@@ -31,6 +36,7 @@ def build_manifest(job, kind, timezone, source, artifact, started, finished, com
         "chunks": [],
         "tool_version": source.tool_version,
         "server_version": source.server_version,
+        "table_counts": table_counts,
     }
     if extra:
         manifest.update(extra)

@@ -5,6 +5,8 @@ The connection options, password included, are written to a pipe the child reads
 """
 
 import os
+import subprocess
+import threading
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
 from ansible_collections.songmetrix.backup.plugins.module_utils.pipeline import (
@@ -100,6 +102,8 @@ class MysqlSource(object):
         self.family = None  # set by preflight() from the dump tool's --version
         self.tool_version = None
         self.server_version = None
+        self.row_counts = True  # set by the dump plan (the dump module's row_counts option)
+        self._counter = None
 
     def _where(self):
         p = self.params
@@ -160,9 +164,109 @@ class MysqlSource(object):
         return [NonEmptyCheck(name), TailCheck(b"-- Dump completed", name)]
 
     def open(self):
+        self.close()
+        tables = self._dumped_tables() if self.row_counts else None
         fd = self._credentials_fd()
         try:
             child = Child(os.path.basename(self.dump_tool), self._dump_argv(fd), env=child_env(), pass_fds=(fd,))
         finally:
             os.close(fd)
+        if tables is not None:
+            # Beside the dump, in a consistent snapshot of its own taken as mysqldump takes its one:
+            # the same data unless a write commits between the two (see the dump module's docs).
+            self._counter = _Counter(self, tables)
         return ProcessProducer(child)
+
+    def _client(self, sql, what):
+        """Run ``sql`` (on stdin, so no argv length limit) in the client; the output lines."""
+        fd = self._credentials_fd()
+        argv = [self.client_tool, "--defaults-extra-file=/dev/fd/%d" % fd, "--batch", "--skip-column-names",
+                "--database=%s" % self.database]
+        try:
+            proc = subprocess.run(argv, input=sql.encode("utf-8"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  env=child_env(), pass_fds=(fd,), timeout=24 * 3600,
+                                  check=False)  # the status and stderr make the error below
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise BackupError("%s failed: %s" % (what, exc))
+        finally:
+            os.close(fd)
+        if proc.returncode != 0:
+            raise BackupError("%s failed: %s" % (what, last_lines(proc.stderr.decode("utf-8", errors="replace"))))
+        return proc.stdout.decode("utf-8", errors="replace").splitlines()
+
+    def _dumped_tables(self):
+        """The base tables mysqldump dumps: all of the database's, or the included ones, less the excluded."""
+        lines = self._client("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                             "AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME;\n", "listing the tables to count")
+        names = [_unescape_batch(line) for line in lines]
+        include = self.params.get("include") or []
+        exclude = set(self.params.get("exclude") or [])
+        return [name for name in names if (not include or name in include) and name not in exclude]
+
+    def _count(self, tables):
+        """All counts in one session and one transaction, a few hundred tables per statement."""
+        sql = ("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ;\n"
+               "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY;\n")
+        for start in range(0, len(tables), 500):
+            sql += "\nUNION ALL ".join(
+                "SELECT %d, COUNT(*) FROM %s" % (index, _quote_name(tables[index]))
+                for index in range(start, min(start + 500, len(tables)))
+            ) + ";\n"
+        sql += "COMMIT;\n"
+        counts = {}
+        for line in self._client(sql, "counting the rows of the dumped tables"):
+            index, dummy, count = line.partition("\t")
+            counts[tables[int(index)]] = int(count)
+        return counts
+
+    def table_counts(self):
+        """{"table": rows}, counted beside the dump (after the stream ended); None with row_counts off."""
+        if self._counter is None:
+            return None
+        try:
+            return self._counter.result()
+        finally:
+            self._counter = None
+
+    def close(self):
+        self._counter = None  # a count still running ends on its own; its result is not used
+
+
+class _Counter(object):
+    def __init__(self, source, tables):
+        self._result = None
+        self._error = None
+        self._thread = threading.Thread(target=self._run, args=(source, tables), name="mysql-row-counts")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _run(self, source, tables):
+        try:
+            self._result = source._count(tables)  # pylint: disable=protected-access
+        except BaseException as exc:  # reported by result()
+            self._error = exc
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            if isinstance(self._error, BackupError):
+                raise self._error
+            raise BackupError("counting the rows of the dumped tables failed: %s" % self._error)
+        return self._result
+
+
+def _quote_name(name):
+    return "`%s`" % name.replace("`", "``")
+
+
+def _unescape_batch(text):
+    """A value as the client prints it in --batch mode (\\t, \\n, \\\\ escaped)."""
+    out = []
+    chars = iter(text)
+    for char in chars:
+        if char == "\\":
+            nxt = next(chars, "")
+            out.append({"t": "\t", "n": "\n", "0": "\0", "\\": "\\"}.get(nxt, nxt))
+        else:
+            out.append(char)
+    return "".join(out)

@@ -1,5 +1,6 @@
 """PostgreSQL source: pg_dump (custom, plain or directory format) with the password in the environment."""
 
+import json
 import os
 import re
 import shutil
@@ -23,6 +24,18 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.procs import (
 )
 
 FORMATS = {"custom": "dump", "plain": "sql", "directory": "tar"}
+# `pg_restore --list` lines of tables: "<id>; <catalog oid> <oid> TABLE <schema> <name> <owner>".
+TOC_TABLE_RE = re.compile(r"^\d+; (\d+) (\d+) TABLE ", re.MULTILINE)
+PG_CLASS_OID = "1259"
+# Exact counts of the listed tables in one statement (query_to_xml runs the per-table count(*)),
+# so it can run in a read-only transaction. ONLY: pg_dump dumps each table's own rows.
+COUNT_SQL = (
+    "SELECT coalesce(json_object_agg(n.nspname || '.' || c.relname, "
+    "(xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM ONLY %%I.%%I', n.nspname, c.relname), "
+    "false, true, '')))[1]::text::bigint), '{}') "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relkind = 'r' AND c.oid = ANY('{%s}'::oid[]);\n"
+)
 # pg_dump prints these on stderr for real failures, in some cases while exiting 0.
 STDERR_ERROR_RE = re.compile(r"(^|\s)(error|FATAL|PANIC):", re.MULTILINE)
 VERSION_RE = re.compile(r"(\d+)(?:\.\d+)*")
@@ -65,6 +78,8 @@ class PostgresqlSource(object):
         self.extension = FORMATS[self.format]
         self.tool_version = None
         self.server_version = None
+        self.row_counts = True  # set by the dump plan (the dump module's row_counts option)
+        self._session = None
 
     # -- connection -------------------------------------------------------------------------
     def _env(self):
@@ -115,11 +130,13 @@ class PostgresqlSource(object):
         return {"tool_version": self.tool_version, "server_version": self.server_version}
 
     # -- dump -------------------------------------------------------------------------------
-    def _argv(self, output_dir=None):
+    def _argv(self, output_dir=None, snapshot=None):
         p = self.params
         argv = [self.pg_dump, "--format=%s" % self.format, "--no-password"]
         if self.format != "plain":
             argv.append("--compress=0")  # the pipeline compresses
+        if snapshot:
+            argv.append("--snapshot=%s" % snapshot)
         if p.get("host"):
             argv.append("--host=%s" % p["host"])
         if p.get("port"):
@@ -140,7 +157,8 @@ class PostgresqlSource(object):
         return argv
 
     def argv(self):
-        return self._argv("<spool>/dump" if self.format == "directory" else None)
+        snapshot = "<exported snapshot>" if self.row_counts else None
+        return self._argv("<spool>/dump" if self.format == "directory" else None, snapshot)
 
     def stream_checks(self):
         checks = [NonEmptyCheck("pg_dump")]
@@ -155,18 +173,75 @@ class PostgresqlSource(object):
         return None
 
     def open(self):
+        self.close()
+        snapshot = None
+        if self.row_counts:
+            # Counts and dump read the same snapshot: a psql session exports it, pg_dump imports it
+            # (--snapshot), and the session counts the tables pg_dump dumps, staying open until the
+            # dump ended (pg_dump must import the snapshot while the exporting transaction lives).
+            self._session = SnapshotSession(self.psql, self._env())
+            try:
+                snapshot = self._session.snapshot
+                self._session.count(self._dumped_table_oids(snapshot))
+            except BaseException:
+                self.close()
+                raise
         if self.format == "directory":
-            return ThreadProducer("pg_dump directory", self._dump_directory_as_tar)
-        child = Child("pg_dump", self._argv(), env=self._env())
+            return ThreadProducer("pg_dump directory", lambda out: self._dump_directory_as_tar(out, snapshot))
+        child = Child("pg_dump", self._argv(snapshot=snapshot), env=self._env())
         return ProcessProducer(child, stderr_check=self._stderr_failure)
 
-    def _dump_directory_as_tar(self, out):
+    def _dumped_table_oids(self, snapshot):
+        """OIDs of the tables pg_dump dumps with our options, asked of pg_dump itself.
+
+        A schema-only dump with the same include/exclude options and the same snapshot, listed by
+        pg_restore: pg_dump's own pattern matching decides, not a reimplementation of it.
+        """
+        argv = self._argv(snapshot=snapshot)
+        argv[1] = "--format=c"
+        argv.insert(2, "--schema-only")
+        rc, out, err = _run_bytes(argv, self._env())
+        message = (("pg_dump --schema-only exited with status %d: %s" % (rc, _clean_tool_error(err)))
+                   if rc != 0 else self._stderr_failure(err))
+        if message:
+            raise BackupError("listing the tables to count failed: %s" % message)
+        rc, listing, err = _run_bytes([self.pg_restore(), "--list"], self._env(), stdin_data=out)
+        if rc != 0:
+            raise BackupError("pg_restore --list of the table list failed: %s" % _clean_tool_error(err))
+        oids = set()
+        for catalog, oid in TOC_TABLE_RE.findall(listing.decode("utf-8", errors="replace")):
+            if catalog == PG_CLASS_OID:
+                oids.add(int(oid))
+        return sorted(oids)
+
+    def pg_restore(self):
+        sibling = os.path.join(os.path.dirname(self.pg_dump), "pg_restore")
+        return sibling if os.access(sibling, os.X_OK) else find_tool("pg_restore", package_hint="postgresql-client")
+
+    def table_counts(self):
+        """{"schema.table": rows} counted in the dump's snapshot; None with row_counts off.
+
+        Call after the dump ended: ends the exporting transaction.
+        """
+        if self._session is None:
+            return None
+        try:
+            return self._session.finish()
+        finally:
+            self.close()
+
+    def close(self):
+        if self._session is not None:
+            self._session.kill()
+            self._session = None
+
+    def _dump_directory_as_tar(self, out, snapshot=None):
         # Directory format is the only way to run pg_dump in parallel; it cannot write to a pipe,
         # so it goes to the spool and is tarred into the stream (entries at the archive's top level).
         workdir = tempfile.mkdtemp(prefix="songmetrix-pgdir-", dir=self.spool_dir)
         try:
             target = os.path.join(workdir, "dump")
-            child = Child("pg_dump", self._argv(target), env=self._env(), stdout=subprocess.DEVNULL)
+            child = Child("pg_dump", self._argv(target, snapshot), env=self._env(), stdout=subprocess.DEVNULL)
             rc = child.wait()
             message = child.failure(rc) or self._stderr_failure(child.stderr_text())
             if message:
@@ -176,6 +251,84 @@ class PostgresqlSource(object):
                     tar.add(os.path.join(target, name), arcname=name)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+class SnapshotSession(object):
+    """A psql session in a REPEATABLE READ, READ ONLY transaction that exports its snapshot.
+
+    The statements go to psql's stdin as the dump proceeds: the snapshot is exported at once, the
+    count statement is sent before pg_dump starts (it runs beside the dump), and COMMIT only after
+    the dump ended, so the snapshot outlives pg_dump's import of it.
+    """
+
+    def __init__(self, psql, env):
+        argv = [psql, "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "--no-password"]
+        self.child = Child("psql (row counts)", argv, env=env, stdin=subprocess.PIPE)
+        self.counting = False
+        line = self._send("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\nSELECT pg_export_snapshot();\n",
+                          read_line=True)
+        self.snapshot = line.strip()
+        if not re.match(r"^[0-9A-Fa-f]+-[0-9A-Fa-f-]+$", self.snapshot):
+            raise BackupError("exporting a snapshot for the row counts failed: %s"
+                              % (self._failure() or repr(self.snapshot)))
+
+    def _send(self, sql, read_line=False):
+        try:
+            self.child.stdin.write(sql.encode("utf-8"))
+            self.child.stdin.flush()
+        except OSError:
+            raise BackupError("the row-count session ended: %s" % self._failure())
+        if read_line:
+            return self.child.stdout.readline().decode("utf-8", errors="replace")
+        return None
+
+    def _failure(self):
+        self.kill()
+        self.child.wait()
+        return _clean_tool_error(self.child.stderr_text()) or "psql exited"
+
+    def count(self, oids):
+        if oids:
+            self._send(COUNT_SQL % ",".join(str(oid) for oid in oids))
+            self.counting = True
+
+    def finish(self):
+        """Wait for the counts, end the transaction; the counts as a dict."""
+        self._send("COMMIT;\n")
+        self.child.stdin.close()
+        out = self.child.stdout.read().decode("utf-8", errors="replace")
+        rc = self.child.wait()
+        if rc != 0:
+            raise BackupError("counting the rows of the dumped tables failed: %s"
+                              % (_clean_tool_error(self.child.stderr_text()) or "psql exited %d" % rc))
+        if not self.counting:
+            return {}
+        try:
+            counts = json.loads(out.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise BackupError("counting the rows of the dumped tables gave no result: %r" % out[-200:])
+        return {str(name): int(value) for name, value in counts.items()}
+
+    def kill(self):
+        self.child.kill()
+        for stream in (self.child.stdin, self.child.stdout):
+            try:
+                stream.close()
+            except (OSError, ValueError):
+                pass
+
+
+def _run_bytes(argv, env, stdin_data=None, timeout=3600):
+    """Run a helper to its end: (rc, stdout bytes, stderr text)."""
+    try:
+        proc = subprocess.run(argv, input=stdin_data, stdin=None if stdin_data is not None else subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, timeout=timeout,
+                              check=False)  # the caller reads the status
+    except subprocess.TimeoutExpired:
+        raise BackupError("%s did not finish within %d seconds" % (os.path.basename(argv[0]), timeout))
+    except OSError as exc:
+        raise BackupError("cannot run %s: %s" % (argv[0], exc.strerror or exc))
+    return proc.returncode, proc.stdout, proc.stderr.decode("utf-8", errors="replace")
 
 
 def _version_number(version_text):

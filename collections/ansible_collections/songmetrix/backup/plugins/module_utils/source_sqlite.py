@@ -41,6 +41,8 @@ class SqliteSource(object):
         self.database = self.path
         self.tool_version = "sqlite %s" % sqlite3.sqlite_version
         self.server_version = None
+        self.row_counts = True  # set by the dump plan (the dump module's row_counts option)
+        self._counts = None
 
     def _connect(self):
         uri = "file:%s?mode=ro" % quote(os.path.abspath(self.path))
@@ -75,7 +77,12 @@ class SqliteSource(object):
     def open(self):
         return ThreadProducer("SQLite backup", self._copy_and_stream)
 
+    def table_counts(self):
+        """{"table": rows} of the streamed copy (after the stream ended); None with row_counts off."""
+        return self._counts if self.row_counts else None
+
     def _copy_and_stream(self, out):
+        self._counts = None
         fd, copy_path = tempfile.mkstemp(prefix="songmetrix-sqlite-", suffix=".sqlite3", dir=self.spool_dir)
         os.close(fd)
         try:
@@ -85,6 +92,8 @@ class SqliteSource(object):
                 try:
                     source.backup(target)  # pages=-1: one step, one consistent snapshot
                     problem = target.execute("PRAGMA quick_check").fetchone()[0]
+                    if problem == "ok" and self.row_counts:
+                        self._counts = _count_rows(target)  # in the copy: exactly what is streamed
                 finally:
                     target.close()
                     source.close()
@@ -100,3 +109,12 @@ class SqliteSource(object):
                     out.write(chunk)
         finally:
             os.unlink(copy_path)
+
+
+def _count_rows(conn):
+    """Rows of every table but SQLite's own and virtual ones (whose shadow tables are counted)."""
+    names = [row[0] for row in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+        "AND coalesce(sql, '') NOT LIKE 'CREATE VIRTUAL TABLE%' ORDER BY name"
+    )]
+    return {name: conn.execute('SELECT count(*) FROM "%s"' % name.replace('"', '""')).fetchone()[0] for name in names}
