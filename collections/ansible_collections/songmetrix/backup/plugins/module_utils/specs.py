@@ -24,6 +24,18 @@ SOURCE_OPTIONS = dict(
     executable=dict(type="path"),
 )
 
+# Where the restore module loads a backup: the connection options of SOURCE_OPTIONS, defined once.
+TARGET_OPTIONS = dict(
+    (name, SOURCE_OPTIONS[name])
+    for name in ("engine", "host", "port", "user", "password", "database", "ssl_mode", "connect_timeout", "path",
+                 "executable")
+)
+
+
+def target_spec():
+    return dict(type="dict", required=True, options=TARGET_OPTIONS)
+
+
 STORAGE_TYPES = ["local", "s3", "sftp"]
 
 # Options per storage type. Type-specific options have no spec default, so that storage.py can

@@ -1,0 +1,165 @@
+"""The restore module: stored artifact -> SHA-256 check -> decompress -> target database, file or folder.
+
+Order: options, the backup's choice and its manifest, the target (connect, emptiness) are all
+checked before anything is written. A target that cannot be rolled back (PostgreSQL custom or
+plain format, MySQL/MariaDB) gets a verification read of the whole artifact first (verify_first),
+so a damaged backup fails before loading; SQLite files, file trees and PostgreSQL directory
+archives are written aside and become visible only once every stored byte matched.
+"""
+
+import hashlib
+import time
+
+from ansible_collections.songmetrix.backup.plugins.module_utils import catalog, layout, manifest, validation
+from ansible_collections.songmetrix.backup.plugins.module_utils.compression import build_decompressor
+from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
+from ansible_collections.songmetrix.backup.plugins.module_utils.integrity import mismatch, read_digest
+from ansible_collections.songmetrix.backup.plugins.module_utils.pipeline import ThreadProducer, stream
+from ansible_collections.songmetrix.backup.plugins.module_utils.restore_targets import make_target
+from ansible_collections.songmetrix.backup.plugins.module_utils.storage import opened_storage
+from ansible_collections.songmetrix.backup.plugins.module_utils.verification import manifest_problem, verify_backup
+
+
+def _check_selection(params):
+    chosen = [name for name in ("manifest_key", "latest", "before") if params.get(name)]
+    if len(chosen) != 1:
+        raise ValidationError("choose the backup with exactly one of manifest_key, latest: true (with job) or "
+                              "before (with job); got %s" % (", ".join(chosen) or "none"))
+    if chosen[0] != "manifest_key" and not params.get("job"):
+        raise ValidationError("%s needs job" % chosen[0])
+    if chosen[0] == "manifest_key" and (params.get("job") or params.get("kind")):
+        raise ValidationError("manifest_key cannot be combined with job or kind")
+
+
+def _select(storage, params, prefix, before):
+    if params.get("manifest_key"):
+        key = params["manifest_key"]
+        if layout.parse_manifest_key(key, prefix) is None:
+            raise BackupError("%s is not a manifest key of this storage's layout (prefix %r)" % (key, prefix))
+        return key
+    job = validation.job_name(params["job"])
+    listing = catalog.list_backups(storage, prefix, job, params.get("kind"), until=before)
+    if not listing.backups:
+        when = " started at or before %s" % layout.iso_utc(before) if before else ""
+        raise BackupError("no backup of job %s%s found in %s" % (job, when, storage.location(
+            layout.job_folder(prefix, job))))
+    return listing.backups[0].manifest_key
+
+
+def _read_manifest(storage, key):
+    try:
+        record = manifest.decode(storage.get_small(key))
+    except ValueError as exc:
+        raise BackupError("manifest %s is not valid JSON: %s" % (key, exc))
+    problem = manifest_problem(record, key)
+    if problem:
+        raise BackupError(problem)
+    if record.get("encryption"):
+        raise BackupError("manifest %s: encrypted backups cannot be restored by this version" % key)
+    return record
+
+
+def read_stored(storage, record, sink):
+    """(size, sha256) of the whole stored artifact read in order (chunks too); ``sink`` sees every byte."""
+    chunks = record.get("chunks") or []
+    if not chunks:
+        return read_digest(storage, record["artifact"], sink)
+    whole = hashlib.sha256()
+    total = 0
+
+    def both(data):
+        whole.update(data)
+        sink(data)
+
+    for chunk in chunks:
+        size, sha256 = read_digest(storage, chunk["key"], both)
+        total += size
+        problem = mismatch("chunk " + chunk["key"], size, sha256, chunk.get("size"), chunk.get("sha256"))
+        if problem:
+            raise BackupError(problem)
+    return total, whole.hexdigest()
+
+
+def _streamer(storage, record, counter):
+    """read(writer): the stored artifact, decompressed, into ``writer``; raises unless it matched the manifest."""
+
+    def read(writer):
+        decompressor = build_decompressor((record.get("compression") or {}).get("algorithm"))
+        state = {}
+
+        def produce(out):
+            state["size"], state["sha256"] = read_stored(storage, record, out.write)
+
+        try:
+            stream(ThreadProducer("read %s" % record["artifact"], produce), [decompressor], writer, [])
+            if hasattr(writer, "finish"):
+                writer.finish()
+        except BackupError as exc:
+            if hasattr(writer, "abort"):
+                writer.abort()
+            problem = _mismatch(record, state)
+            raise BackupError("%s (%s)" % (problem, exc) if problem else str(exc))
+        counter["bytes_read"] += state["size"]
+        counter["sha256"] = state["sha256"]
+        problem = _mismatch(record, state)
+        if problem:
+            raise BackupError(problem)
+
+    return read
+
+
+def _mismatch(record, state):
+    if "sha256" not in state:
+        return None
+    return mismatch("artifact " + record["artifact"], state["size"], state["sha256"], record.get("stored_size"),
+                    record.get("sha256"))
+
+
+def run_restore(params, check_mode=False):
+    started = time.time()
+    prefix = validation.storage_prefix(params["storage"].get("prefix"))
+    _check_selection(params)
+    before = validation.timestamp("before", params.get("before"))
+    if params.get("jobs") is not None and params["jobs"] < 1:
+        raise ValidationError("jobs must be 1 or more")
+    with opened_storage(params["storage"]) as storage:
+        storage.preflight(create=False)
+        key = _select(storage, params, prefix, before)
+        record = _read_manifest(storage, key)
+        target = make_target(params["target"], params, record)
+        actions = target.preflight()
+        result = {
+            "changed": True,
+            "manifest_key": key,
+            "manifest": record,
+            "engine": record.get("engine"),
+            "target": target.describe(),
+            "actions": actions,
+            "bytes_read": 0,
+            "sha256": None,
+        }
+        if target.command:
+            result["command"] = list(target.command)
+        counter = {"bytes_read": 0, "sha256": None}
+        if check_mode or (params.get("verify_first", True) and not target.checked_before_visible):
+            verified = verify_backup(storage, key, record)
+            counter["bytes_read"] += verified["checked_bytes"]
+            if not verified["ok"]:
+                raise BackupError("%s: nothing was restored" % verified["problem"], manifest_key=key,
+                                  bytes_read=counter["bytes_read"])
+            counter["sha256"] = record["sha256"]
+        if not check_mode:
+            target.prepare()
+            try:
+                target.load(_streamer(storage, record, counter))
+            except BackupError as exc:
+                if target.checked_before_visible:
+                    raise BackupError("%s: the target was left as it was" % exc, manifest_key=key)
+                raise BackupError("%s: the target may hold a partial restore" % exc, manifest_key=key)
+    result["bytes_read"] = counter["bytes_read"]
+    result["sha256"] = counter["sha256"]
+    result["duration_seconds"] = round(time.time() - started, 3)
+    warnings = getattr(target, "warnings", None)
+    if warnings:
+        result["warnings"] = list(warnings)
+    return result
