@@ -1,0 +1,329 @@
+#!/usr/bin/python
+# Copyright: songmetrix engineering
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+module: restore
+short_description: Restore a stored backup into a database, a SQLite file or a folder
+version_added: 0.3.0
+description:
+  - Picks one backup (by O(manifest_key), the newest of O(job) with O(latest), or the newest of
+    O(job) started at or before O(before)), streams it from storage, checks its size and SHA-256
+    against the manifest while reading, decompresses it and loads it into O(target).
+  - Everything is checked before anything is written, in this order, the options, the manifest,
+    the target's engine against the backup's (a C(postgresql) backup into a C(postgresql) target,
+    C(mysql)/C(mariadb) into C(mysql)/C(mariadb), C(sqlite) into C(sqlite), C(files) into C(files)),
+    and the target (connection, existence, emptiness).
+  - PostgreSQL custom format is loaded with C(pg_restore) reading the stream; plain format with
+    C(psql); directory format (stored as a tar) is extracted into a temporary folder under
+    O(spool_dir) and loaded with C(pg_restore), in parallel with O(jobs).
+  - MySQL/MariaDB backups are loaded with the C(mysql)/C(mariadb) client.
+  - A SQLite backup is written to a temporary file beside O(target.path), synced and checked
+    (header, C(PRAGMA quick_check), SHA-256), then renamed into place.
+  - A files backup is extracted into a temporary folder beside O(target.path) and moved into place
+    only when complete. Absolute member names, C(..) components, links that point outside the
+    restored tree and members written through a symbolic link are refused, member by member,
+    before they are written. File modes and times are restored (not owners; setuid, setgid and
+    sticky bits are dropped); device files are skipped with a warning.
+  - A size or SHA-256 mismatch always fails the task.
+  - Secrets are passed to the client tools through the environment (PostgreSQL) or an inherited
+    pipe read as an option file (MySQL/MariaDB), never on the command line.
+  - Encrypted backups are not supported yet.
+author:
+  - songmetrix engineering (@songmetrix)
+extends_documentation_fragment:
+  - songmetrix.backup.storage
+options:
+  manifest_key:
+    description: Restore this backup, given by the storage key of its manifest.
+    type: str
+  job:
+    description: The job whose backup is restored, with O(latest) or O(before).
+    type: str
+  latest:
+    description: Restore the newest backup of O(job).
+    type: bool
+    default: false
+  before:
+    description:
+      - Restore the newest backup of O(job) started at or before this time (ISO 8601, such as
+        C(2026-11-23T02:00:00Z) or C(2026-11-23); a time without offset is UTC).
+    type: str
+  kind:
+    description: With O(job), consider only C(scheduled) or only C(manual) backups; both when omitted.
+    type: str
+    choices: [scheduled, manual]
+  target:
+    description: Where to restore the backup and how to connect to it.
+    type: dict
+    required: true
+    suboptions:
+      engine:
+        description:
+          - The kind of target; it must match the backup's engine (C(mysql) and C(mariadb) are interchangeable).
+        type: str
+        required: true
+        choices: [postgresql, mysql, mariadb, sqlite, files]
+      host:
+        description: Database server host name or address; the local socket when omitted.
+        type: str
+      port:
+        description: Database server port; the engine's default when omitted.
+        type: int
+      user:
+        description: User to connect as.
+        type: str
+      password:
+        description: Password of O(target.user). Never logged, never on a command line.
+        type: str
+      database:
+        description: Database to restore into (C(postgresql), C(mysql), C(mariadb)).
+        type: str
+      ssl_mode:
+        description: TLS requirement for the connection, in PostgreSQL's vocabulary (as for the dump module's source).
+        type: str
+        choices: [disable, allow, prefer, require, verify-ca, verify-full]
+      connect_timeout:
+        description: Seconds to wait for the connection.
+        type: int
+      path:
+        description: The database file to write for C(sqlite), the folder to restore into for C(files).
+        type: path
+      executable:
+        description:
+          - Path of C(pg_restore) (C(psql) is taken from the same folder) or of the C(mysql)/C(mariadb)
+            client; found on PATH when omitted.
+        type: path
+  create_database:
+    description: Create the target database when it does not exist (otherwise a missing database fails the task).
+    type: bool
+    default: false
+  clean:
+    description:
+      - Restore over a non-empty database.
+      - PostgreSQL (custom and directory format only) runs C(pg_restore --clean --if-exists), dropping
+        the objects of the backup before recreating them.
+      - For MySQL/MariaDB the dump itself drops and recreates each table it holds; tables that are
+        not in the backup are left alone.
+    type: bool
+    default: false
+  force:
+    description:
+      - Restore over a non-empty database without cleaning it, replace an existing SQLite file
+        (and its stale C(-wal), C(-shm), C(-journal) files), or extract into a non-empty folder
+        (top-level entries of the same name are replaced).
+    type: bool
+    default: false
+  no_owner:
+    description: PostgreSQL custom and directory format, do not restore object ownership (C(pg_restore --no-owner)).
+    type: bool
+    default: true
+  schemas:
+    description:
+      - PostgreSQL custom and directory format, restore only the objects in these schemas
+        (C(pg_restore --schema)); the schemas themselves must exist in the target.
+    type: list
+    elements: str
+  tables:
+    description: PostgreSQL custom and directory format, restore only these tables (C(pg_restore --table)).
+    type: list
+    elements: str
+  jobs:
+    description:
+      - PostgreSQL directory format, number of parallel C(pg_restore) jobs.
+      - A custom-format archive read from a stream cannot be restored in parallel (pg_restore needs
+        to seek in it); values above 1 are refused for the custom and plain formats.
+    type: int
+  single_transaction:
+    description:
+      - PostgreSQL, restore in one transaction (C(psql --single-transaction) for plain format,
+        C(pg_restore --single-transaction) otherwise, not with O(jobs)), so a failed restore leaves
+        nothing behind.
+      - Refused for MySQL/MariaDB, whose dumps hold DDL that commits implicitly.
+    type: bool
+    default: false
+  spool_dir:
+    description:
+      - Folder for the temporary extraction of a PostgreSQL directory-format backup (it needs room
+        for the whole uncompressed dump); the system's temporary folder when omitted.
+    type: path
+  verify_first:
+    description:
+      - For targets that cannot be rolled back (PostgreSQL custom and plain format, MySQL/MariaDB),
+        read the whole artifact once and check its SHA-256 before touching the target, so a
+        damaged backup fails before loading. It costs one extra read of the artifact from storage.
+      - SQLite, files and PostgreSQL directory-format restores never need it, as nothing becomes
+        visible before the single read has matched.
+      - The loading read checks the SHA-256 again in every case.
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details:
+      - Reads the manifest and the whole artifact (checking its SHA-256), connects to the target
+        and checks it as a real run would, and returns the actions it would take; writes nothing.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in diff_mode).
+    support: none
+notes:
+  - The target database is not locked during the restore; stop the applications that write to it first.
+seealso:
+  - module: songmetrix.backup.dump
+  - module: songmetrix.backup.verify
+  - module: songmetrix.backup.backup_info
+"""
+
+EXAMPLES = r"""
+- name: Restore the newest backup of a job into a new PostgreSQL database
+  songmetrix.backup.restore:
+    job: billing-db
+    latest: true
+    create_database: true
+    target:
+      engine: postgresql
+      host: db2.example.com
+      user: postgres
+      password: "{{ vault_pg_password }}"
+      database: billing_restored
+    storage:
+      type: s3
+      bucket: backups
+      prefix: prod
+
+- name: Restore the last backup taken before an incident, over the existing database
+  songmetrix.backup.restore:
+    job: shop
+    before: "2026-11-23T09:30:00Z"
+    clean: true
+    target:
+      engine: mariadb
+      host: 127.0.0.1
+      user: root
+      password: "{{ vault_mariadb_password }}"
+      database: shop
+    storage:
+      path: /srv/backups
+
+- name: Restore a directory-format PostgreSQL backup with four parallel jobs
+  songmetrix.backup.restore:
+    manifest_key: prod/warehouse/2026/11/23/warehouse-20261123T020000Z.manifest.json
+    jobs: 4
+    spool_dir: /var/tmp
+    target:
+      engine: postgresql
+      database: warehouse
+    storage:
+      type: s3
+      bucket: backups
+      prefix: prod
+
+- name: Restore a file tree into a new folder
+  songmetrix.backup.restore:
+    job: uploads
+    latest: true
+    target:
+      engine: files
+      path: /srv/uploads.restored
+    storage:
+      path: /srv/backups
+"""
+
+RETURN = r"""
+manifest_key:
+  description: Key of the restored backup's manifest.
+  returned: always
+  type: str
+manifest:
+  description: The restored backup's manifest.
+  returned: always
+  type: dict
+engine:
+  description: Engine of the backup.
+  returned: always
+  type: str
+  sample: postgresql
+target:
+  description: The target, without secrets.
+  returned: always
+  type: dict
+  contains:
+    engine:
+      description: Target engine.
+      type: str
+    host:
+      description: Database server host (database targets).
+      type: str
+    port:
+      description: Database server port (database targets).
+      type: int
+    user:
+      description: User (database targets).
+      type: str
+    database:
+      description: Database (database targets).
+      type: str
+    path:
+      description: Absolute path of the SQLite file or of the folder (sqlite and files targets).
+      type: str
+actions:
+  description: What the restore did (or, in check mode, would do).
+  returned: always
+  type: list
+  elements: str
+command:
+  description:
+    - The loading command line, without secrets (MySQL/MariaDB's option file shows as C(/dev/fd/N)).
+  returned: for postgresql, mysql and mariadb targets
+  type: list
+  elements: str
+bytes_read:
+  description: Stored bytes read from storage, the verification read included.
+  returned: always
+  type: int
+sha256:
+  description: SHA-256 of the stored artifact, as read and checked.
+  returned: always
+  type: str
+duration_seconds:
+  description: Wall time of the restore.
+  returned: always
+  type: float
+"""
+
+from ansible_collections.songmetrix.backup.plugins.module_utils.module_base import BackupModule
+from ansible_collections.songmetrix.backup.plugins.module_utils.restore import run_restore
+from ansible_collections.songmetrix.backup.plugins.module_utils.specs import storage_spec, target_spec
+
+
+def main():
+    module = BackupModule(
+        argument_spec=dict(
+            manifest_key=dict(type="str", no_log=False),
+            job=dict(type="str"),
+            latest=dict(type="bool", default=False),
+            before=dict(type="str"),
+            kind=dict(type="str", choices=["scheduled", "manual"]),
+            target=target_spec(),
+            create_database=dict(type="bool", default=False),
+            clean=dict(type="bool", default=False),
+            force=dict(type="bool", default=False),
+            no_owner=dict(type="bool", default=True),
+            schemas=dict(type="list", elements="str"),
+            tables=dict(type="list", elements="str"),
+            jobs=dict(type="int"),
+            single_transaction=dict(type="bool", default=False),
+            spool_dir=dict(type="path"),
+            verify_first=dict(type="bool", default=True),
+            storage=storage_spec(),
+        ),
+        required_one_of=[("manifest_key", "job")],
+        mutually_exclusive=[("manifest_key", "job")],
+        supports_check_mode=True,
+    )
+    module.run(lambda m: run_restore(m.params, check_mode=m.check_mode))
+
+
+if __name__ == "__main__":
+    main()
