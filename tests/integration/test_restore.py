@@ -338,6 +338,7 @@ def make_tree(root):
         handle.write("#!/bin/sh\necho hi\n")
     os.chmod(os.path.join(root, "run.sh"), 0o755)
     os.symlink("etc/app.conf", os.path.join(root, "app.conf"))
+    os.link(os.path.join(root, "run.sh"), os.path.join(root, "etc", "run-again.sh"))
     os.chmod(os.path.join(root, "etc", "conf.d"), 0o750)
 
 
@@ -370,6 +371,7 @@ def test_files_round_trip_and_non_empty_refused(run_module, tmp_path):
     res = restore(run_module, storage, dict(engine="files", path=target), job="files")
     assert res.rc == 0, res.result.get("msg")
     assert tree(target) == tree(src)
+    assert os.stat(os.path.join(target, "run.sh")).st_ino == os.stat(os.path.join(target, "etc", "run-again.sh")).st_ino
     assert sorted(os.listdir(str(tmp_path))) == ["restored", "src", "store"]  # no temp folder left
     with open(os.path.join(target, "run.sh"), "w") as handle:
         handle.write("changed")
@@ -427,6 +429,7 @@ def store_tar(store, job, members):
     ([("link", "link", "../../outside"), ("x", "file", b"")], "outside the restored tree"),
     ([("link", "link", "/etc"), ("x", "file", b"")], "absolute path"),
     ([("sub", "link", "."), ("sub/x", "file", b"x")], "symbolic link"),
+    ([("a/b/c/up", "link", "../../.."), ("a/b/c/esc", "link", "up/..")], "resolves outside"),
 ])
 def test_files_unsafe_tar_members_refused(run_module, tmp_path, members, reason):
     store = tmp_path / "store"
@@ -439,3 +442,16 @@ def test_files_unsafe_tar_members_refused(run_module, tmp_path, members, reason)
     assert reason in res.result["msg"] and "refused" in res.result["msg"]
     assert os.listdir(str(work)) == [] and not os.path.exists(str(tmp_path / "evil"))
     assert not os.path.exists("/tmp/evil-abs")
+
+
+def test_postgresql_create_database_with_odd_name(pg_server, pg_source_db, run_module, tmp_path):
+    name = 'rdst %s "q" \'x\'' % uuid.uuid4().hex[:6]
+    storage = dict(path=str(tmp_path / "store"))
+    dump(run_module, "pg-odd", pg_conn(pg_server, pg_source_db), storage)
+    try:
+        res = restore(run_module, storage, pg_conn(pg_server, name), job="pg-odd", create_database=True)
+        assert res.rc == 0, res.result.get("msg")
+        for table in PG_TABLES:
+            assert pg_digest(pg_server, name, table) == pg_digest(pg_server, pg_source_db, table)
+    finally:
+        pg_server.drop_database(name)

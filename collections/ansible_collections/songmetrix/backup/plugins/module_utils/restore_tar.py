@@ -94,6 +94,12 @@ def extract_stream(fileobj, root):
                 _check_symlink(parts, member.linkname, member.name)
                 _clear(path)
                 os.symlink(member.linkname, path)
+                # Lexically inside is not enough when the target goes through earlier links.
+                real_root = os.path.realpath(root)
+                resolved = os.path.realpath(path)
+                if resolved != real_root and not resolved.startswith(real_root + os.sep):
+                    raise BackupError("tar member %r is a link to %r, which resolves outside the restored tree: "
+                                      "refused" % (member.name, member.linkname))
             elif member.islnk():
                 source_parts = safe_parts(member.linkname, "hard link target")
                 source_path = os.path.join(root, *source_parts)
