@@ -47,7 +47,8 @@ options:
   before:
     description:
       - Restore the newest backup of O(job) started at or before this time (ISO 8601, such as
-        C(2026-11-23T02:00:00Z) or C(2026-11-23); a time without offset is UTC).
+        C(2026-11-23T02:00:00Z) or C(2026-11-23); a time without offset is UTC, a bare date is
+        the start of that day in UTC).
     type: str
   kind:
     description: With O(job), consider only C(scheduled) or only C(manual) backups; both when omitted.
