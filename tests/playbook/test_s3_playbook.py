@@ -24,7 +24,10 @@ def test_demo_jobs_to_s3_verified_without_secrets_in_output(tmp_path, s3_server,
     assert "Verify the stored backup of demo-files" in output
     keys = s3_server.keys(s3_bucket, "fleet/")
     assert len([k for k in keys if k.endswith(".manifest.json")]) == 2, keys
-    assert len(keys) == 4
+    attempts = sorted(k for k in keys if k.endswith("/last-attempt.json"))
+    assert attempts == ["fleet/demo-files/last-attempt.json", "fleet/demo-sqlite/last-attempt.json"], keys
+    assert len(keys) == 6  # two artifacts, their manifests, and each job's last-attempt record
+    assert "Prune old backups of demo-files" in output  # the demo jobs have a retention
 
 
 def test_wrong_secret_key_fails_the_job_clearly_without_leaking_it(tmp_path, s3_bucket, s3_storage_params):
