@@ -10,7 +10,13 @@ archives are written aside and become visible only once every stored byte matche
 import hashlib
 import time
 
-from ansible_collections.songmetrix.backup.plugins.module_utils import catalog, layout, manifest, validation
+from ansible_collections.songmetrix.backup.plugins.module_utils import (
+    catalog,
+    layout,
+    manifest,
+    restore_scratch,
+    validation,
+)
 from ansible_collections.songmetrix.backup.plugins.module_utils.compression import build_decompressor
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
 from ansible_collections.songmetrix.backup.plugins.module_utils.integrity import mismatch, read_digest
@@ -115,6 +121,83 @@ def _mismatch(record, state):
                     record.get("sha256"))
 
 
+def _restore(storage, params, key, record, scratch, check_mode):
+    target_params, options = (scratch.target_params, scratch.options) if scratch else (params["target"], params)
+    target = make_target(target_params, options, record)
+    actions = target.preflight()
+    if scratch is not None and scratch.engine in restore_scratch.NAME_LIMITS and target.exists:
+        raise BackupError("the scratch database %s exists already" % scratch.name, manifest_key=key)
+    result = {
+        "changed": True,
+        "manifest_key": key,
+        "manifest": record,
+        "engine": record.get("engine"),
+        "target": target.describe(),
+        "actions": actions,
+        "bytes_read": 0,
+        "sha256": None,
+    }
+    if target.command:
+        result["command"] = list(target.command)
+    counter = {"bytes_read": 0, "sha256": None}
+    if check_mode or (params.get("verify_first", True) and not target.checked_before_visible):
+        verified = verify_backup(storage, key, record)
+        counter["bytes_read"] += verified["checked_bytes"]
+        if not verified["ok"]:
+            raise BackupError("%s: nothing was restored" % verified["problem"], manifest_key=key,
+                              bytes_read=counter["bytes_read"])
+        counter["sha256"] = record["sha256"]
+    if check_mode:
+        if scratch is not None:
+            result["actions"] = actions + ["count the rows of every table and compare them with the manifest",
+                                           "remove the scratch %s" % scratch.name]
+        return result, counter, target
+    if scratch is None:
+        _load(target, storage, record, key, counter)
+        return result, counter, target
+    report = {"scratch": scratch.name, "dropped": False, "tables": [], "assertions": [], "ok": False}
+    warnings = getattr(target, "warnings", None)
+    if warnings is None:
+        warnings = target.warnings = []
+    try:
+        scratch.created = True
+        _load(target, storage, record, key, counter)
+        report = restore_scratch.run_test(scratch, target, record, params, warnings)
+    except BackupError as exc:
+        report["dropped"] = _drop(scratch, target, params, warnings)
+        exc.details.setdefault("manifest_key", key)
+        exc.details["restore_test"] = report
+        raise
+    report["dropped"] = _drop(scratch, target, params, warnings)
+    result["restore_test"] = report
+    result["changed"] = not report["dropped"]
+    if not report["ok"]:
+        raise BackupError(restore_scratch.failure_message(report), manifest_key=key, restore_test=report,
+                          bytes_read=counter["bytes_read"])
+    return result, counter, target
+
+
+def _drop(scratch, target, params, warnings):
+    if params.get("keep_scratch"):
+        warnings.append("keep_scratch: the scratch %s was kept" % scratch.name)
+        return False
+    try:
+        return scratch.drop(target)
+    except BackupError as exc:
+        warnings.append("the scratch %s could not be removed: %s" % (scratch.name, exc))
+        return False
+
+
+def _load(target, storage, record, key, counter):
+    target.prepare()
+    try:
+        target.load(_streamer(storage, record, counter))
+    except BackupError as exc:
+        if target.checked_before_visible:
+            raise BackupError("%s: the target was left as it was" % exc, manifest_key=key)
+        raise BackupError("%s: the target may hold a partial restore" % exc, manifest_key=key)
+
+
 def run_restore(params, check_mode=False):
     started = time.time()
     prefix = validation.storage_prefix(params["storage"].get("prefix"))
@@ -122,40 +205,17 @@ def run_restore(params, check_mode=False):
     before = validation.timestamp("before", params.get("before"))
     if params.get("jobs") is not None and params["jobs"] < 1:
         raise ValidationError("jobs must be 1 or more")
+    restore_scratch.check_options(params)
     with opened_storage(params["storage"]) as storage:
         storage.preflight(create=False)
         key = _select(storage, params, prefix, before)
         record = _read_manifest(storage, key)
-        target = make_target(params["target"], params, record)
-        actions = target.preflight()
-        result = {
-            "changed": True,
-            "manifest_key": key,
-            "manifest": record,
-            "engine": record.get("engine"),
-            "target": target.describe(),
-            "actions": actions,
-            "bytes_read": 0,
-            "sha256": None,
-        }
-        if target.command:
-            result["command"] = list(target.command)
-        counter = {"bytes_read": 0, "sha256": None}
-        if check_mode or (params.get("verify_first", True) and not target.checked_before_visible):
-            verified = verify_backup(storage, key, record)
-            counter["bytes_read"] += verified["checked_bytes"]
-            if not verified["ok"]:
-                raise BackupError("%s: nothing was restored" % verified["problem"], manifest_key=key,
-                                  bytes_read=counter["bytes_read"])
-            counter["sha256"] = record["sha256"]
-        if not check_mode:
-            target.prepare()
-            try:
-                target.load(_streamer(storage, record, counter))
-            except BackupError as exc:
-                if target.checked_before_visible:
-                    raise BackupError("%s: the target was left as it was" % exc, manifest_key=key)
-                raise BackupError("%s: the target may hold a partial restore" % exc, manifest_key=key)
+        scratch = restore_scratch.Scratch(params, record, check_mode) if params.get("scratch") else None
+        try:
+            result, counter, target = _restore(storage, params, key, record, scratch, check_mode)
+        finally:
+            if scratch is not None and scratch.tempdir and not params.get("keep_scratch"):
+                scratch.drop(None)
     result["bytes_read"] = counter["bytes_read"]
     result["sha256"] = counter["sha256"]
     result["duration_seconds"] = round(time.time() - started, 3)

@@ -158,6 +158,36 @@ options:
       - The loading read checks the SHA-256 again in every case.
     type: bool
     default: true
+  scratch:
+    description:
+      - Restore test. Restore into a throw-away target, count the rows of every table exactly
+        (C(count(*))), compare them with the manifest's C(table_counts), run O(assertions), then
+        remove the throw-away target (also when the test fails, unless O(keep_scratch)).
+      - PostgreSQL and MySQL/MariaDB restore into a new database named
+        C(<database>_restore_test_<YYYYmmddHHMMSS>) (UTC; the database is O(target.database) or the
+        backup's, cut to 63 bytes for PostgreSQL, 64 characters for MySQL/MariaDB) on the
+        O(target) server; it implies O(create_database) and cannot be combined with O(clean),
+        O(force), O(schemas) or O(tables).
+      - SQLite restores into a temporary file and files into a temporary folder, both under
+        O(spool_dir) or the system's temporary folder; O(target.path) is not used. A files test
+        reports the number of files and their total size.
+      - A table missing from the restore, an extra table, or a row count that differs fails the
+        task, with a per-table report in RV(restore_test). A backup whose manifest has no
+        C(table_counts) (taken with row counts off) is counted but not compared (a warning).
+      - In check mode nothing is created, the backup and the target server are checked only.
+    type: bool
+    default: false
+  assertions:
+    description:
+      - With O(scratch), SQL queries run in the scratch database after the restore; each must return
+        exactly one row with one value that is true (PostgreSQL C(t), MySQL/MariaDB C(1)),
+        otherwise the task fails.
+    type: list
+    elements: str
+  keep_scratch:
+    description: With O(scratch), keep the scratch database, file or folder (for debugging); a warning names it.
+    type: bool
+    default: false
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -219,6 +249,21 @@ EXAMPLES = r"""
       type: s3
       bucket: backups
       prefix: prod
+
+- name: Restore test of the newest backup into a throw-away database, dropped afterwards
+  songmetrix.backup.restore:
+    job: billing-db
+    latest: true
+    scratch: true
+    assertions:
+      - SELECT count(*) > 0 FROM invoices
+    target:
+      engine: postgresql
+      host: db-test.example.com
+      user: postgres
+      password: "{{ vault_pg_password }}"
+    storage:
+      path: /srv/backups
 
 - name: Restore a file tree into a new folder
   songmetrix.backup.restore:
@@ -287,6 +332,37 @@ sha256:
   description: SHA-256 of the stored artifact, as read and checked.
   returned: always
   type: str
+restore_test:
+  description: The restore test's report (also in the failure's result when the test failed).
+  returned: with scratch, when not in check mode
+  type: dict
+  contains:
+    scratch:
+      description: Name of the scratch database, or path of the scratch SQLite file or folder.
+      type: str
+    dropped:
+      description: Whether the scratch was removed.
+      type: bool
+    tables:
+      description:
+        - One entry per table of the manifest or of the restore, sorted by name; C(ok) is null
+          when the manifest has no C(table_counts).
+      type: list
+      elements: dict
+      sample: [{"table": "public.items", "expected": 2001, "actual": 2001, "ok": true}]
+    assertions:
+      description: One entry per assertion, with C(sql), C(ok), C(result) (the query's output) or C(error).
+      type: list
+      elements: dict
+    files:
+      description: Number of regular files restored (files backups).
+      type: int
+    bytes:
+      description: Their total size in bytes (files backups).
+      type: int
+    ok:
+      description: Whether every table and every assertion passed.
+      type: bool
 duration_seconds:
   description: Wall time of the restore.
   returned: always
@@ -317,6 +393,9 @@ def main():
             single_transaction=dict(type="bool", default=False),
             spool_dir=dict(type="path"),
             verify_first=dict(type="bool", default=True),
+            scratch=dict(type="bool", default=False),
+            assertions=dict(type="list", elements="str"),
+            keep_scratch=dict(type="bool", default=False),
             storage=storage_spec(),
         ),
         required_one_of=[("manifest_key", "job")],
