@@ -328,3 +328,16 @@ def test_nothing_to_delete_means_no_stop_and_no_warning(root):
     (root / "prod/app/last-attempt.json").write_text(json.dumps({"status": "failed", "error": "x"}))
     result = run_prune(params(root, retention=dict(keep_last=5)), now=NOW)
     assert result["stopped"] is None and result["warnings"] == [] and len(result["kept"]) == 3
+
+
+def test_days_are_counted_in_the_jobs_timezone(root):
+    day = datetime.datetime(2026, 1, 15, tzinfo=UTC)  # winter: Berlin is UTC+1
+    # 12:00 and 22:30 UTC are the same day in Berlin; 23:30 UTC is already the next day there.
+    made = history(root, [day.replace(hour=23, minute=30), day.replace(hour=22, minute=30), day.replace(hour=12)])
+    policy = dict(keep_daily=2)
+    in_utc = run_prune(params(root, retention=policy, timezone="UTC"), check_mode=True, now=NOW)
+    in_berlin = run_prune(params(root, retention=policy, timezone="Europe/Berlin"), check_mode=True, now=NOW)
+    # UTC: one day, so the newest and (the rule running short) the oldest stay.
+    assert [d["manifest_key"] for d in in_utc["deleted"]] == [made[1].manifest_key]
+    # Berlin: two days, the newest of each stays.
+    assert [d["manifest_key"] for d in in_berlin["deleted"]] == [made[2].manifest_key]
