@@ -59,15 +59,24 @@ def object_metadata(record):
     return {name: str(record.get(name) or "") for name in METADATA_FIELDS}
 
 
+def attachments(record):
+    """The objects stored beside the artifact that are not part of its stream (stripes of a SQL Server
+    backup to URL, the extra artifacts of a Supabase backup): [{key, size, sha256, role}]."""
+    return [item for item in record.get("attachments") or [] if isinstance(item, dict)]
+
+
 def stored_objects(record):
-    """[(key, size)] of the objects a manifest names: its chunks, or else its one artifact."""
+    """[(key, size)] of the objects a manifest names: its chunks (or else its one artifact), and its attachments."""
     chunks = record.get("chunks") or []
     if chunks:
-        return [(chunk.get("key"), chunk.get("size")) for chunk in chunks if isinstance(chunk, dict)]
-    return [(record.get("artifact"), record.get("stored_size"))]
+        objects = [(chunk.get("key"), chunk.get("size")) for chunk in chunks if isinstance(chunk, dict)]
+    else:
+        objects = [(record.get("artifact"), record.get("stored_size"))]
+    return objects + [(item.get("key"), item.get("size")) for item in attachments(record)]
 
 
 def object_keys(record):
-    """Every key a manifest names: its artifact and its chunks."""
+    """Every key a manifest names: its artifact, its chunks and its attachments."""
     chunks = record.get("chunks") or []
-    return [record.get("artifact")] + [chunk.get("key") if isinstance(chunk, dict) else None for chunk in chunks]
+    return ([record.get("artifact")] + [chunk.get("key") if isinstance(chunk, dict) else None for chunk in chunks]
+            + [item.get("key") for item in attachments(record)])

@@ -110,6 +110,9 @@ def verify_backup(storage, manifest_key, record, deep=False):
         else:
             deep_read = (lambda store, key: _deep_read(store, record)) if deep else read_digest
             result["problem"], result["checked_bytes"] = artifact_problem(storage, record, deep_read)
+        if result["problem"] is None:
+            result["problem"], checked = _attachments_problem(storage, record)
+            result["checked_bytes"] += checked
     except BackupError as exc:
         result["problem"] = "artifact %s: %s" % (artifact, exc)
     result["ok"] = result["problem"] is None
@@ -130,6 +133,22 @@ def _chunks_problem(storage, record):
             return problem, total
     return mismatch("artifact " + record["artifact"], total, whole.hexdigest(), record["stored_size"],
                     record["sha256"]), total
+
+
+def _attachments_problem(storage, record):
+    """Each object stored beside the artifact (stripes, extra artifacts) against its own size and SHA-256."""
+    total = 0
+    for item in manifest.attachments(record):
+        if not item.get("key") or not item.get("sha256"):
+            return "the manifest names an attachment without key or sha256", total
+        if not storage.exists(item["key"]):
+            return "attachment %s is missing" % item["key"], total
+        size, sha256 = read_digest(storage, item["key"])
+        total += size
+        problem = mismatch("attachment " + item["key"], size, sha256, item.get("size"), item["sha256"])
+        if problem:
+            return problem, total
+    return None, total
 
 
 def _selected_manifest_keys(storage, params, prefix):

@@ -175,7 +175,7 @@ deleted:
       description: scheduled or manual.
       type: str
     objects:
-      description: Keys of the other objects of the backup (the artifact, or its chunks).
+      description: Keys of the other objects of the backup (the artifact or its chunks, and its attachments).
       type: list
       elements: str
     stored_size:
