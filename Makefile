@@ -19,15 +19,16 @@ ifeq ($(strip $(LC_ALL)$(LANG)),)
 export LANG := C.UTF-8
 endif
 
-.PHONY: help venv venv-dev deps backup test unit integration lint sanity latest bench bench-storage bench-prune clean
+.PHONY: help venv venv-dev deps backup test unit integration lint sanity latest bench bench-storage bench-prune bench-restore clean
 
 help:
 	@echo "make backup       run the demo backup (playbooks/backup.yml, inventories/demo) into ./var/backups"
 	@echo "make test         install test dependencies and run all suites: unit integration lint sanity"
 	@echo "make unit | integration | lint | sanity | latest    one suite (latest: ansible-core 2.21 on Python 3.13)"
-	@echo "make bench        dump and prune benchmarks (not part of make test)"
+	@echo "make bench        dump, restore and prune benchmarks (not part of make test)"
 	@echo "make bench-storage  S3 streaming vs two-step upload, backup_info at 20,000 backups"
 	@echo "make bench-prune  retention planning of 100,000 backups, prune of 10,000 backups on S3 (moto)"
+	@echo "make bench-restore  restore module vs zstd -dc | pg_restore on the ~700 MB database"
 	@echo "make venv         .venv with requirements.txt;  make deps: apt packages + requirements-dev.txt"
 	@echo "make clean        remove .venv and caches (keeps ./var/backups)"
 
@@ -51,9 +52,11 @@ test: deps
 unit integration lint sanity latest: deps
 	@scripts/test.sh $@
 
-# The dump benchmark, then the prune one (about a minute); bench-storage stays separate.
+# The dump benchmark, the restore one (about 3 minutes), then the prune one (about a minute);
+# bench-storage stays separate.
 bench: deps
 	$(VENV)/bin/python tests/bench/run.py
+	$(VENV)/bin/python tests/bench/restore.py
 	$(VENV)/bin/python tests/bench/prune.py
 
 bench-storage: deps
@@ -61,6 +64,9 @@ bench-storage: deps
 
 bench-prune: deps
 	$(VENV)/bin/python tests/bench/prune.py
+
+bench-restore: deps
+	$(VENV)/bin/python tests/bench/restore.py
 
 clean:
 	rm -rf $(VENV) .venv-latest .pytest_cache .ruff_cache .cache \
