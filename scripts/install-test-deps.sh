@@ -5,7 +5,7 @@
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-# Servers started by tests/servers.py, the dump/compression tools the engine drives, and
+# Servers started by tests/servers.py, the dump/compression/encryption tools the engine drives, and
 # the shellcheck linter (ansible-test's shellcheck sanity test, scripts/ in make lint).
 TEST_APT_PACKAGES=(
     postgresql
@@ -23,6 +23,8 @@ TEST_APT_PACKAGES=(
     shellcheck
     openssl
     curl
+    age
+    gnupg
 )
 # Extra packages can be asked for without editing this file.
 # shellcheck disable=SC2206

@@ -14,6 +14,8 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.compression impo
     build_compressor,
     compressed_extension,
 )
+from ansible_collections.songmetrix.backup.plugins.module_utils.encryption import build_encryptor
+from ansible_collections.songmetrix.backup.plugins.module_utils.encryption import extension as encryption_extension
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import (
     BackupError,
     StorageError,
@@ -58,11 +60,24 @@ class BackupPlan(object):
         self.storage = make_storage(storage_params)
         # Only an explicitly given spool_dir keeps failed uploads: the system temp dir is no place for them.
         self.spool = Spool(self.spool_dir, self.storage) if params.get("spool_dir") else None
+        # Last: a gpg encryptor holds a temporary home directory that close() removes.
+        self.encryptor = build_encryptor(params.get("encryption"))
+        self.encryption = self.encryptor.info if self.encryptor else None
+
+    def transforms(self):
+        return [self.compressor, self.encryptor.transform if self.encryptor else None]
+
+    def close(self):
+        self.storage.close()
+        if self.encryptor is not None:
+            self.encryptor.close()
 
     def extension(self):
         ext = self.source.extension
         if self.compressor is not None:
             ext += "." + compressed_extension(self.compression["algorithm"])
+        if self.encryption:
+            ext += "." + encryption_extension(self.encryption)
         return ext
 
     def keys(self, started):
@@ -137,7 +152,7 @@ def store_backup(plan, storage, started):
     size_hint = plan.source.size_estimate() if hasattr(plan.source, "size_estimate") else None
     writer = _StorageWriter(_as_storage_error(storage.open_writer, artifact_key, metadata, size_hint))
     try:
-        outcome = stream(plan.source.open(), [plan.compressor], writer, plan.source.stream_checks())
+        outcome = stream(plan.source.open(), plan.transforms(), writer, plan.source.stream_checks())
         # Rows per table, counted at dump time (in the dump's own snapshot for PostgreSQL); a
         # failed count fails the backup before its artifact becomes visible.
         table_counts = plan.source.table_counts() if hasattr(plan.source, "table_counts") else None
@@ -155,7 +170,7 @@ def store_backup(plan, storage, started):
             plan.source.close()  # the row-count session, when the dump failed before its counts
     record = manifest.build_manifest(
         plan.job, plan.kind, plan.timezone, plan.source, artifact_key, started, utc_now(), plan.compression, outcome,
-        table_counts=table_counts,
+        table_counts=table_counts, encryption=plan.encryption,
     )
     try:
         _as_storage_error(storage.put_small, manifest_key, manifest.encode(record), metadata)
@@ -198,7 +213,7 @@ def run_backup(plan, check_mode=False):
                 exc.details["warnings"] = exc.details.get("warnings", []) + attempt.warnings
         raise
     finally:
-        plan.storage.close()
+        plan.close()
     if attempt is not None:
         result["warnings"] = result.get("warnings", []) + attempt.warnings
     return result
@@ -235,7 +250,8 @@ def _run(plan, check_mode, attempt):
         result["spool"] = spool_report
     if check_mode:
         result["manifest"] = manifest.build_manifest(
-            plan.job, plan.kind, plan.timezone, plan.source, artifact_key, started, None, plan.compression
+            plan.job, plan.kind, plan.timezone, plan.source, artifact_key, started, None, plan.compression,
+            encryption=plan.encryption,
         )
         result["changed"] = True
         return result

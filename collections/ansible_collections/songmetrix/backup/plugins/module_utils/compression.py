@@ -23,12 +23,17 @@ LEVELS = {
 
 
 class Transform(object):
-    """One stage between the source and the sink: a child process reading stdin, writing stdout."""
+    """One stage between the source and the sink: a child process reading stdin, writing stdout.
+
+    ``secret`` (a passphrase, an identity) reaches the child through a pipe it reads as /dev/fd/N,
+    N replacing "{secret_fd}" in argv; it is never in argv itself.
+    """
 
     def __init__(self, name, argv, info):
         self.name = name
         self.argv = argv
         self.info = info
+        self.secret = None
 
 
 def compressed_extension(algorithm):

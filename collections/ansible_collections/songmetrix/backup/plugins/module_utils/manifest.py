@@ -9,11 +9,12 @@ FORMAT_VERSION = 1
 
 
 def build_manifest(job, kind, timezone, source, artifact, started, finished, compression, stream=None, extra=None,
-                   table_counts=None):
+                   table_counts=None, encryption=None):
     """The manifest dict; ``stream`` (a StreamResult) is None for a check-mode preview.
 
     ``table_counts``: exact rows per dumped table at dump time ({"schema.table": n} for PostgreSQL,
     {"table": n} for MySQL/MariaDB and SQLite), None when not counted (files, row_counts off).
+    ``encryption``: method and recipients' fingerprints (encryption.py), never a key or passphrase.
     """
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -31,7 +32,7 @@ def build_manifest(job, kind, timezone, source, artifact, started, finished, com
         "raw_size": stream.raw_size if stream else None,
         "stored_size": stream.stored_size if stream else None,
         "compression": compression,
-        "encryption": None,
+        "encryption": encryption,
         "sha256": stream.sha256 if stream else None,
         "chunks": [],
         "tool_version": source.tool_version,

@@ -13,7 +13,7 @@ import subprocess
 import threading
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, StorageError
-from ansible_collections.songmetrix.backup.plugins.module_utils.procs import Child, enlarge_pipe
+from ansible_collections.songmetrix.backup.plugins.module_utils.procs import Child, enlarge_pipe, secret_pipe
 
 CHUNK_SIZE = 1024 * 1024
 HEAD_BYTES = 64 * 1024  # what head-only stream checks get to see
@@ -165,7 +165,7 @@ def _spawn_chain(transforms):
     try:
         upstream = subprocess.PIPE
         for transform in transforms:
-            child = Child(transform.name, transform.argv, stdin=upstream)
+            child = _start_transform(transform, upstream)
             if children:
                 children[-1].stdout.close()  # the next child holds it now
             children.append(child)
@@ -175,6 +175,17 @@ def _spawn_chain(transforms):
             child.kill()
         raise
     return children
+
+
+def _start_transform(transform, stdin):
+    if transform.secret is None:
+        return Child(transform.name, transform.argv, stdin=stdin)
+    fd = secret_pipe(transform.secret)
+    try:
+        argv = [arg.replace("{secret_fd}", str(fd)) for arg in transform.argv]
+        return Child(transform.name, argv, stdin=stdin, pass_fds=(fd,))
+    finally:
+        os.close(fd)  # the child has its own copy
 
 
 def _write_all(fd, data):

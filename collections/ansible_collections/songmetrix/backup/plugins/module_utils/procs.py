@@ -172,7 +172,7 @@ def secret_pipe(content):
     """
     data = content.encode("utf-8")
     if len(data) > 60000:  # must fit the pipe buffer, as nobody writes after the child starts
-        raise ValidationError("connection options are too large")
+        raise ValidationError("a secret option is too large for a pipe (over 60000 bytes)")
     read_fd, write_fd = os.pipe()
     try:
         os.write(write_fd, data)

@@ -1,4 +1,4 @@
-"""The restore module: stored artifact -> SHA-256 check -> decompress -> target database, file or folder.
+"""The restore module: stored artifact -> SHA-256 check -> decrypt -> decompress -> target database, file or folder.
 
 Order: options, the backup's choice and its manifest, the target (connect, emptiness) are all
 checked before anything is written. A target that cannot be rolled back (PostgreSQL custom or
@@ -18,6 +18,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils import (
     validation,
 )
 from ansible_collections.songmetrix.backup.plugins.module_utils.compression import build_decompressor
+from ansible_collections.songmetrix.backup.plugins.module_utils.encryption import Decryptor
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
 from ansible_collections.songmetrix.backup.plugins.module_utils.integrity import mismatch, read_digest
 from ansible_collections.songmetrix.backup.plugins.module_utils.pipeline import ThreadProducer, stream
@@ -60,9 +61,16 @@ def _read_manifest(storage, key):
     problem = manifest_problem(record, key)
     if problem:
         raise BackupError(problem)
-    if record.get("encryption"):
-        raise BackupError("manifest %s: encrypted backups cannot be restored by this version" % key)
     return record
+
+
+def _decryptor(record, params, key):
+    """The Decryptor for an encrypted backup (None for a plain one); checks the key before anything runs."""
+    if not record.get("encryption"):
+        if params.get("decryption"):
+            raise ValidationError("backup %s is not encrypted: remove decryption" % key)
+        return None
+    return Decryptor(record["encryption"], params.get("decryption"), "backup %s" % key)
 
 
 def read_stored(storage, record, sink):
@@ -86,18 +94,20 @@ def read_stored(storage, record, sink):
     return total, whole.hexdigest()
 
 
-def _streamer(storage, record, counter):
-    """read(writer): the stored artifact, decompressed, into ``writer``; raises unless it matched the manifest."""
+def _streamer(storage, record, counter, decryptor):
+    """read(writer): the stored artifact, decrypted and decompressed, into ``writer``; raises unless it matched
+    the manifest."""
 
     def read(writer):
-        decompressor = build_decompressor((record.get("compression") or {}).get("algorithm"))
+        stages = [decryptor.transform if decryptor else None,
+                  build_decompressor((record.get("compression") or {}).get("algorithm"))]
         state = {}
 
         def produce(out):
             state["size"], state["sha256"] = read_stored(storage, record, out.write)
 
         try:
-            stream(ThreadProducer("read %s" % record["artifact"], produce), [decompressor], writer, [])
+            stream(ThreadProducer("read %s" % record["artifact"], produce), stages, writer, [])
             if hasattr(writer, "finish"):
                 writer.finish()
         except BackupError as exc:
@@ -121,7 +131,7 @@ def _mismatch(record, state):
                     record.get("sha256"))
 
 
-def _restore(storage, params, key, record, scratch, check_mode):
+def _restore(storage, params, key, record, scratch, check_mode, decryptor):
     target_params, options = (scratch.target_params, scratch.options) if scratch else (params["target"], params)
     target = make_target(target_params, options, record)
     actions = target.preflight()
@@ -153,7 +163,7 @@ def _restore(storage, params, key, record, scratch, check_mode):
                                            "remove the scratch %s" % scratch.name]
         return result, counter, target
     if scratch is None:
-        _load(target, storage, record, key, counter)
+        _load(target, storage, record, key, counter, decryptor)
         return result, counter, target
     report = {"scratch": scratch.name, "dropped": False, "tables": [], "assertions": [], "ok": False}
     warnings = getattr(target, "warnings", None)
@@ -161,7 +171,7 @@ def _restore(storage, params, key, record, scratch, check_mode):
         warnings = target.warnings = []
     try:
         scratch.created = True
-        _load(target, storage, record, key, counter)
+        _load(target, storage, record, key, counter, decryptor)
         report = restore_scratch.run_test(scratch, target, record, params, warnings)
     except BackupError as exc:
         report["dropped"] = _drop(scratch, target, params, warnings)
@@ -188,10 +198,10 @@ def _drop(scratch, target, params, warnings):
         return False
 
 
-def _load(target, storage, record, key, counter):
+def _load(target, storage, record, key, counter, decryptor):
     target.prepare()
     try:
-        target.load(_streamer(storage, record, counter))
+        target.load(_streamer(storage, record, counter, decryptor))
     except BackupError as exc:
         if target.checked_before_visible:
             raise BackupError("%s: the target was left as it was" % exc, manifest_key=key)
@@ -210,12 +220,16 @@ def run_restore(params, check_mode=False):
         storage.preflight(create=False)
         key = _select(storage, params, prefix, before)
         record = _read_manifest(storage, key)
-        scratch = restore_scratch.Scratch(params, record, check_mode) if params.get("scratch") else None
+        decryptor = _decryptor(record, params, key)
+        scratch = None
         try:
-            result, counter, target = _restore(storage, params, key, record, scratch, check_mode)
+            scratch = restore_scratch.Scratch(params, record, check_mode) if params.get("scratch") else None
+            result, counter, target = _restore(storage, params, key, record, scratch, check_mode, decryptor)
         finally:
             if scratch is not None and scratch.tempdir and not params.get("keep_scratch"):
                 scratch.drop(None)
+            if decryptor is not None:
+                decryptor.close()
     result["bytes_read"] = counter["bytes_read"]
     result["sha256"] = counter["sha256"]
     result["duration_seconds"] = round(time.time() - started, 3)

@@ -120,3 +120,22 @@ RETENTION_OPTIONS = dict(
 
 def retention_spec():
     return dict(type="dict", required=True, options=RETENTION_OPTIONS)
+
+
+ENCRYPTION_OPTIONS = dict(
+    method=dict(type="str", required=True, choices=["age", "gpg"]),
+    recipients=dict(type="list", elements="str"),
+    recipient_files=dict(type="list", elements="path"),
+    passphrase=dict(type="str", no_log=True),
+    cipher=dict(type="str"),
+)
+
+DECRYPTION_OPTIONS = dict(
+    identity=dict(type="str", no_log=True),
+    identity_files=dict(type="list", elements="path"),
+    passphrase=dict(type="str", no_log=True),
+)
+
+
+def encryption_specs():
+    return dict(encryption=dict(type="dict", options=ENCRYPTION_OPTIONS))

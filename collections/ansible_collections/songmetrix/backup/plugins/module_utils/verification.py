@@ -9,6 +9,7 @@ import hashlib
 
 from ansible_collections.songmetrix.backup.plugins.module_utils import catalog, layout, manifest, validation
 from ansible_collections.songmetrix.backup.plugins.module_utils.compression import Transform, build_decompressor
+from ansible_collections.songmetrix.backup.plugins.module_utils.encryption import Decryptor
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError
 from ansible_collections.songmetrix.backup.plugins.module_utils.integrity import (
     artifact_problem,
@@ -77,9 +78,10 @@ def _format_stages(record):
     return [], []
 
 
-def _deep_read(storage, record):
-    """Read the artifact once: hash it and push it through decompression and the format check."""
+def _deep_read(storage, record, decryptor=None):
+    """Read the artifact once: hash it and push it through decryption, decompression and the format check."""
     decompressor = build_decompressor((record.get("compression") or {}).get("algorithm"))
+    decrypt = decryptor.transform if decryptor else None
     extra, checks = _format_stages(record)
     read = {}
 
@@ -87,7 +89,7 @@ def _deep_read(storage, record):
         read["digest"] = read_digest(storage, record["artifact"], out.write)
 
     sink = _SinkWriter(checks)
-    stream(ThreadProducer("read %s" % record["artifact"], produce), [decompressor] + extra, sink, [])
+    stream(ThreadProducer("read %s" % record["artifact"], produce), [decrypt, decompressor] + extra, sink, [])
     for check in checks:
         message = check.finish(sink.size)
         if message:
@@ -95,8 +97,10 @@ def _deep_read(storage, record):
     return read["digest"]
 
 
-def verify_backup(storage, manifest_key, record, deep=False):
-    """{manifest_key, ok, problem, checked_bytes, deep} for one backup; never raises for a bad backup."""
+def verify_backup(storage, manifest_key, record, deep=False, decryptor=None):
+    """{manifest_key, ok, problem, checked_bytes, deep} for one backup; never raises for a bad backup.
+
+    A deep check of an encrypted backup needs its ``decryptor`` (encryption.Decryptor)."""
     result = {"manifest_key": manifest_key, "ok": False, "problem": None, "checked_bytes": 0, "deep": deep}
     problem = manifest_problem(record, manifest_key)
     if problem:
@@ -108,7 +112,7 @@ def verify_backup(storage, manifest_key, record, deep=False):
         if record.get("chunks"):
             result["problem"], result["checked_bytes"] = _chunks_problem(storage, record)
         else:
-            deep_read = (lambda store, key: _deep_read(store, record)) if deep else read_digest
+            deep_read = (lambda store, key: _deep_read(store, record, decryptor)) if deep else read_digest
             result["problem"], result["checked_bytes"] = artifact_problem(storage, record, deep_read)
         if result["problem"] is None:
             result["problem"], checked = _attachments_problem(storage, record)
@@ -165,7 +169,7 @@ def _selected_manifest_keys(storage, params, prefix):
     return [backup.manifest_key for backup in backups]
 
 
-def _verify_key(storage, key, deep):
+def _verify_key(storage, key, deep, decryption):
     try:
         record = manifest.decode(storage.get_small(key))
     except ValueError as exc:
@@ -174,7 +178,14 @@ def _verify_key(storage, key, deep):
     except BackupError as exc:
         return {"manifest_key": key, "ok": False, "problem": "manifest %s: %s" % (key, exc),
                 "checked_bytes": 0, "deep": deep}
-    return verify_backup(storage, key, record, deep)
+    if not (deep and isinstance(record, dict) and record.get("encryption")):
+        return verify_backup(storage, key, record, deep)
+    # A missing or unusable key is the caller's mistake, not a bad backup: it fails the task.
+    decryptor = Decryptor(record["encryption"], decryption, "backup %s" % key)
+    try:
+        return verify_backup(storage, key, record, deep, decryptor)
+    finally:
+        decryptor.close()
 
 
 def run_verify(params, check_mode=False):
@@ -184,8 +195,8 @@ def run_verify(params, check_mode=False):
         raise BackupError("limit must be 1 or more (the number of newest backups to verify)")
     with opened_storage(params["storage"]) as storage:
         storage.preflight(create=False)
-        results = [_verify_key(storage, key, params.get("deep")) for key in _selected_manifest_keys(
-            storage, params, prefix)]
+        keys = _selected_manifest_keys(storage, params, prefix)
+        results = [_verify_key(storage, key, params.get("deep"), params.get("decryption")) for key in keys]
     failed = [r for r in results if not r["ok"]]
     outcome = {"changed": False, "backups": results, "verified": len(results) - len(failed), "bad": len(failed)}
     if failed:

@@ -21,6 +21,7 @@ author:
 extends_documentation_fragment:
   - songmetrix.backup.source
   - songmetrix.backup.storage
+  - songmetrix.backup.encryption
   - songmetrix.backup.compression
 options:
   job:
@@ -291,6 +292,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.backup import ru
 from ansible_collections.songmetrix.backup.plugins.module_utils.module_base import BackupModule
 from ansible_collections.songmetrix.backup.plugins.module_utils.specs import (
     compression_specs,
+    encryption_specs,
     source_spec,
     storage_spec,
 )
@@ -307,6 +309,7 @@ def main():
         row_counts=dict(type="bool", default=True),
     )
     argument_spec.update(compression_specs())
+    argument_spec.update(encryption_specs())
     module = BackupModule(argument_spec=argument_spec, supports_check_mode=True)
     module.run(lambda m: run_dump(m.params, check_mode=m.check_mode))
 

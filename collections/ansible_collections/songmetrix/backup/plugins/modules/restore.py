@@ -33,6 +33,7 @@ author:
   - songmetrix engineering (@songmetrix)
 extends_documentation_fragment:
   - songmetrix.backup.storage
+  - songmetrix.backup.encryption.DECRYPTION
 options:
   manifest_key:
     description: Restore this backup, given by the storage key of its manifest.
@@ -371,7 +372,11 @@ duration_seconds:
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.module_base import BackupModule
 from ansible_collections.songmetrix.backup.plugins.module_utils.restore import run_restore
-from ansible_collections.songmetrix.backup.plugins.module_utils.specs import storage_spec, target_spec
+from ansible_collections.songmetrix.backup.plugins.module_utils.specs import (
+    DECRYPTION_OPTIONS,
+    storage_spec,
+    target_spec,
+)
 
 
 def main():
@@ -396,6 +401,7 @@ def main():
             scratch=dict(type="bool", default=False),
             assertions=dict(type="list", elements="str"),
             keep_scratch=dict(type="bool", default=False),
+            decryption=dict(type="dict", options=DECRYPTION_OPTIONS),
             storage=storage_spec(),
         ),
         required_one_of=[("manifest_key", "job")],

@@ -19,6 +19,7 @@ author:
   - songmetrix engineering (@songmetrix)
 extends_documentation_fragment:
   - songmetrix.backup.storage
+  - songmetrix.backup.encryption
   - songmetrix.backup.compression
 options:
   job:
@@ -130,7 +131,11 @@ spool:
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.backup import run_upload
 from ansible_collections.songmetrix.backup.plugins.module_utils.module_base import BackupModule
-from ansible_collections.songmetrix.backup.plugins.module_utils.specs import compression_specs, storage_spec
+from ansible_collections.songmetrix.backup.plugins.module_utils.specs import (
+    compression_specs,
+    encryption_specs,
+    storage_spec,
+)
 
 
 def main():
@@ -146,6 +151,7 @@ def main():
         spool_dir=dict(type="path"),
     )
     argument_spec.update(compression_specs())
+    argument_spec.update(encryption_specs())
     module = BackupModule(
         argument_spec=argument_spec,
         required_one_of=[("src", "spool_dir")],

@@ -19,6 +19,7 @@ author:
   - songmetrix engineering (@songmetrix)
 extends_documentation_fragment:
   - songmetrix.backup.storage
+  - songmetrix.backup.encryption.DECRYPTION
 options:
   job:
     description: The job whose backups are verified. Required unless O(manifest_key) is given.
@@ -103,7 +104,7 @@ bad:
 """
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.module_base import BackupModule
-from ansible_collections.songmetrix.backup.plugins.module_utils.specs import storage_spec
+from ansible_collections.songmetrix.backup.plugins.module_utils.specs import DECRYPTION_OPTIONS, storage_spec
 from ansible_collections.songmetrix.backup.plugins.module_utils.verification import run_verify
 
 
@@ -115,6 +116,7 @@ def main():
             limit=dict(type="int"),
             kind=dict(type="str", choices=["scheduled", "manual"]),
             deep=dict(type="bool", default=False),
+            decryption=dict(type="dict", options=DECRYPTION_OPTIONS),
             storage=storage_spec(),
         ),
         required_one_of=[("job", "manifest_key")],

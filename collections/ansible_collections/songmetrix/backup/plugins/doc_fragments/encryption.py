@@ -1,0 +1,66 @@
+class ModuleDocFragment(object):
+    # Client-side encryption of the stream (dump, upload).
+    DOCUMENTATION = r"""
+options:
+  encryption:
+    description:
+      - Encrypt the stream after compression, with the stock C(age) or C(gpg) tool. The artifact is a plain
+        C(.age) file or OpenPGP message (C(.gpg)) that C(age -d) or C(gpg --decrypt) opens without this collection.
+      - The manifest records the method and the recipients' fingerprints, never a key or a passphrase.
+      - Keep the private keys (or the passphrase) somewhere that survives the loss of the backup host.
+    type: dict
+    suboptions:
+      method:
+        description:
+          - C(age) encrypts to age or SSH public keys (O(encryption.recipients), O(encryption.recipient_files)).
+            age reads passphrases only from a terminal, so it has no passphrase mode here.
+          - C(gpg) encrypts with a passphrase (O(encryption.passphrase), symmetric) or to OpenPGP public keys
+            read from files (O(encryption.recipient_files)), in a throw-away home directory: no keyring needed.
+        type: str
+        required: true
+        choices: [age, gpg]
+      recipients:
+        description:
+          - For C(age), public keys (C(age1...)) or SSH public key lines (C(ssh-ed25519 ...), C(ssh-rsa ...)).
+        type: list
+        elements: str
+      recipient_files:
+        description:
+          - For C(age), files of recipients, one per line (as C(age -R) reads them).
+          - For C(gpg), files holding OpenPGP public keys (armored or binary), as C(gpg --recipient-file) reads them.
+        type: list
+        elements: path
+      passphrase:
+        description:
+          - For C(gpg), the symmetric passphrase. It reaches C(gpg) through an inherited pipe, never argv or a file.
+        type: str
+      cipher:
+        description:
+          - For C(gpg), the cipher (C(AES256), the default, C(AES192), C(AES), C(TWOFISH), C(CAMELLIA256)).
+        type: str
+"""
+
+    # Decrypting an encrypted backup (restore, verify with deep).
+    DECRYPTION = r"""
+options:
+  decryption:
+    description:
+      - The key (or passphrase) that opens an encrypted backup; the manifest says which method and
+        recipients it was encrypted for. Not needed for unencrypted backups.
+      - Secrets reach C(age) and C(gpg) through an inherited pipe or stdin, never argv or a file.
+    type: dict
+    suboptions:
+      identity:
+        description:
+          - The private key as text; an age identity (C(AGE-SECRET-KEY-1...)) or an armored OpenPGP secret key.
+        type: str
+      identity_files:
+        description:
+          - Files holding private keys; age identity files (as C(age -i) reads them) or OpenPGP secret keys.
+        type: list
+        elements: path
+      passphrase:
+        description:
+          - For C(gpg), the symmetric passphrase of the backup, or the passphrase of the OpenPGP secret key.
+        type: str
+"""
