@@ -21,7 +21,7 @@ MARKED = re.compile(r"<!-- test: ([a-z0-9-]+) -->\n```sh\n(.*?)\n```", re.S)
 EXPECTED = {
     "helpers", "fetch-local", "fetch-s3-aws", "fetch-s3-curl", "fetch-s3-presigned", "fetch-sftp",
     "load-pg-custom", "load-pg-plain", "load-pg-directory", "load-mariadb", "load-sqlite", "load-files",
-    "decrypt-age", "decrypt-gpg",
+    "decrypt-age", "decrypt-gpg", "fetch-local-chunks",
 }
 
 

@@ -10,6 +10,7 @@ import tempfile
 
 from ansible_collections.songmetrix.backup.plugins.module_utils import layout, manifest, validation
 from ansible_collections.songmetrix.backup.plugins.module_utils.attempts import AttemptLog
+from ansible_collections.songmetrix.backup.plugins.module_utils.chunks import ChunkedWriter, parse_size
 from ansible_collections.songmetrix.backup.plugins.module_utils.compression import (
     build_compressor,
     compressed_extension,
@@ -55,6 +56,7 @@ class BackupPlan(object):
             {"algorithm": "none", "level": None} if self.compressor is None else
             {"algorithm": self.compressor.info["algorithm"], "level": self.compressor.info["level"]}
         )
+        self.max_chunk_size = parse_size(params.get("max_chunk_size"))
         self.spool_dir = spool_directory(params.get("spool_dir"))
         self.source = source_factory(self.spool_dir)
         self.storage = make_storage(storage_params)
@@ -114,6 +116,11 @@ class _StorageWriter(object):
     def __init__(self, writer):
         self._writer = writer
 
+    @property
+    def chunks(self):
+        """What a ChunkedWriter stored: [{key, size, sha256}]."""
+        return list(getattr(self._writer, "chunks", None) or [])
+
     def write(self, data):
         try:
             self._writer.write(data)
@@ -150,7 +157,10 @@ def store_backup(plan, storage, started):
             raise BackupError("a backup named %s already exists; wait a second and run again" % key)
     metadata = plan.metadata(started)
     size_hint = plan.source.size_estimate() if hasattr(plan.source, "size_estimate") else None
-    writer = _StorageWriter(_as_storage_error(storage.open_writer, artifact_key, metadata, size_hint))
+    if plan.max_chunk_size:
+        writer = _StorageWriter(ChunkedWriter(storage, artifact_key, metadata, plan.max_chunk_size))
+    else:
+        writer = _StorageWriter(_as_storage_error(storage.open_writer, artifact_key, metadata, size_hint))
     try:
         outcome = stream(plan.source.open(), plan.transforms(), writer, plan.source.stream_checks())
         # Rows per table, counted at dump time (in the dump's own snapshot for PostgreSQL); a
@@ -171,12 +181,14 @@ def store_backup(plan, storage, started):
     record = manifest.build_manifest(
         plan.job, plan.kind, plan.timezone, plan.source, artifact_key, started, utc_now(), plan.compression, outcome,
         table_counts=table_counts, encryption=plan.encryption,
+        extra={"chunks": writer.chunks} if plan.max_chunk_size else None,
     )
     try:
         _as_storage_error(storage.put_small, manifest_key, manifest.encode(record), metadata)
     except BaseException:
         # Without its manifest the artifact is not a backup: do not leave it looking like one.
-        storage.delete(artifact_key)
+        for key in manifest.object_keys(record):
+            storage.delete(key)
         raise
     return record, manifest_key
 

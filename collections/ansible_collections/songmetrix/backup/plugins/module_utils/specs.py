@@ -104,6 +104,7 @@ def compression_specs():
         compression=dict(type="str", default="zstd", choices=list(ALGORITHMS)),
         compression_level=dict(type="int"),
         compression_threads=dict(type="int", default=0),
+        max_chunk_size=dict(type="str"),
     )
 
 

@@ -127,9 +127,10 @@ def _chunks_problem(storage, record):
     """A split artifact: every chunk against its own SHA-256, and all of them against the whole's."""
     whole = hashlib.sha256()
     total = 0
-    for chunk in record["chunks"]:
+    for chunk in record["chunks"]:  # a missing chunk is named before any is read
         if not storage.exists(chunk["key"]):
             return "chunk %s is missing" % chunk["key"], total
+    for chunk in record["chunks"]:
         size, sha256 = read_digest(storage, chunk["key"], whole.update)
         total += size
         problem = mismatch("chunk " + chunk["key"], size, sha256, chunk.get("size"), chunk.get("sha256"))
