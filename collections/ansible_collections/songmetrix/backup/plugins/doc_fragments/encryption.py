@@ -15,7 +15,7 @@ options:
           - C(age) encrypts to age or SSH public keys (O(encryption.recipients), O(encryption.recipient_files)).
             age reads passphrases only from a terminal, so it has no passphrase mode here.
           - C(gpg) encrypts with a passphrase (O(encryption.passphrase), symmetric) or to OpenPGP public keys
-            read from files (O(encryption.recipient_files)), in a throw-away home directory: no keyring needed.
+            read from files (O(encryption.recipient_files)), in a throw-away home directory (no keyring needed).
         type: str
         required: true
         choices: [age, gpg]
