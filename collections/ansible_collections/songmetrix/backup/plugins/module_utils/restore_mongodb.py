@@ -147,7 +147,11 @@ class MongodbTarget(object):
                 if reader.prelude_done:
                     child.kill()  # the prelude is all we need: stop before it reads any document
                 child.stdout.close()
-                rc = child.wait(timeout=PROBE_TIMEOUT)
+                try:
+                    rc = child.wait(timeout=PROBE_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    rc = child.wait()
         if not reader.prelude_done:
             problem = child.failure(rc) or reader.incomplete() or "no archive prelude"
             raise BackupError("checking that target database %s is empty failed: %s (the check reads the "
