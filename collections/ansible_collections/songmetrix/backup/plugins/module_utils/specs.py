@@ -22,6 +22,17 @@ SOURCE_OPTIONS = dict(
     format=dict(type="str", choices=["custom", "plain", "directory"]),
     jobs=dict(type="int"),
     executable=dict(type="path"),
+    mongodb=dict(
+        type="dict",
+        options=dict(
+            uri=dict(type="str", no_log=True),
+            auth_database=dict(type="str"),
+            oplog=dict(type="bool"),
+            read_preference=dict(
+                type="str", choices=["primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest"]
+            ),
+        ),
+    ),
 )
 
 # Where the restore module loads a backup: the connection options of SOURCE_OPTIONS, defined once.
@@ -29,6 +40,14 @@ TARGET_OPTIONS = dict(
     (name, SOURCE_OPTIONS[name])
     for name in ("engine", "host", "port", "user", "password", "database", "ssl_mode", "connect_timeout", "path",
                  "executable")
+)
+TARGET_OPTIONS["mongodb"] = dict(
+    type="dict",
+    options=dict(
+        uri=dict(type="str", no_log=True),
+        auth_database=dict(type="str"),
+        oplog_replay=dict(type="bool"),
+    ),
 )
 
 

@@ -74,6 +74,11 @@ attributes:
 notes:
   - The password of a PostgreSQL source is passed in E(PGPASSWORD); for MySQL and MariaDB the
     connection options go through a pipe read as C(--defaults-extra-file=/dev/fd/N).
+  - For MongoDB the connection string (credentials included) is written to a mode 0600 YAML file
+    in O(spool_dir) (or the system temporary folder) given as C(mongodump --config=FILE), and removed
+    when mongodump has exited, also on failure. The archive is stored uncompressed by mongodump (no
+    C(--gzip)) and compressed by the pipeline; its header gives RV(manifest.server_version). Check
+    mode runs only C(mongodump --version), as mongodump has no connect-only mode.
   - Backup files are created with mode C(0600), directories with C(0750).
 seealso:
   - name: Architecture
@@ -143,6 +148,33 @@ EXAMPLES = r"""
       path: /srv/backups
     compression: gzip
     compression_level: 9
+
+- name: Back up a MongoDB database, one collection left out, read from a secondary
+  songmetrix.backup.dump:
+    job: catalog-mongo
+    source:
+      engine: mongodb
+      host: mongo1.example.com
+      user: backup
+      password: "{{ vault_mongo_backup_password }}"
+      database: catalog
+      exclude: [sessions]
+      mongodb:
+        auth_database: admin
+        read_preference: secondary
+    storage:
+      path: /srv/backups
+
+- name: Back up a whole MongoDB replica set with its oplog, from a connection string
+  songmetrix.backup.dump:
+    job: mongo-rs0
+    source:
+      engine: mongodb
+      mongodb:
+        uri: "{{ vault_mongo_rs0_uri }}"
+        oplog: true
+    storage:
+      path: /srv/backups
 
 - name: Back up a directory, leaving caches out
   songmetrix.backup.dump:
@@ -220,7 +252,7 @@ manifest:
       description: Database name, or the path for sqlite and files.
       type: str
     format:
-      description: Dump format (custom, plain, directory, sql, sqlite3, tar).
+      description: Dump format (custom, plain, directory, sql, sqlite3, tar, archive).
       type: str
     host:
       description: Host that ran the backup.
@@ -284,6 +316,9 @@ manifest:
           under concurrent writes at all.
         - SQLite, keys C(<table>), counted in the copy that was streamed, so exact; virtual tables are
           left out (their shadow tables are counted).
+        - MongoDB, keys C(<database>.<collection>), the documents of every collection counted in the
+          mongodump archive itself as it streams past (the archive's structure is followed, one size
+          field per document), so exact for what was dumped; views and the oplog are left out.
       type: dict
       sample: {"public.items": 3001, "reporting.daily": 32}
 """

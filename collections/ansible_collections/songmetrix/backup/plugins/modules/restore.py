@@ -12,12 +12,21 @@ description:
     against the manifest while reading, decompresses it and loads it into O(target).
   - Everything is checked before anything is written, in this order, the options, the manifest,
     the target's engine against the backup's (a C(postgresql) backup into a C(postgresql) target,
-    C(mysql)/C(mariadb) into C(mysql)/C(mariadb), C(sqlite) into C(sqlite), C(files) into C(files)),
+    C(mysql)/C(mariadb) into C(mysql)/C(mariadb), C(sqlite) into C(sqlite), C(files) into C(files),
+    C(mongodb) into C(mongodb)),
     and the target (connection, existence, emptiness).
   - PostgreSQL custom format is loaded with C(pg_restore) reading the stream; plain format with
     C(psql); directory format (stored as a tar) is extracted into a temporary folder under
     O(spool_dir) and loaded with C(pg_restore), in parallel with O(jobs).
   - MySQL/MariaDB backups are loaded with the C(mysql)/C(mariadb) client.
+  - MongoDB backups (mongodump archives) are loaded with C(mongorestore --archive) reading the
+    stream; the connection string goes in a mode 0600 C(--config) file removed after the run. A
+    database backup is restored with C(--nsInclude=<db>.*) (and C(--nsFrom)/C(--nsTo) when
+    O(target.database) names another database). A target database is checked for emptiness by
+    reading its collection list from the prelude of a C(mongodump --db=<target> --archive) that is
+    stopped right after it (mongodump must be installed beside mongorestore); O(clean) or O(force)
+    skip that check. A summary naming documents that failed to restore fails the task, although
+    mongorestore exits 0 then. O(scratch) restore tests are not available for MongoDB.
   - A SQLite backup is written to a temporary file beside O(target.path), synced and checked
     (header, C(PRAGMA quick_check), SHA-256), then renamed into place.
   - A files backup is extracted into a temporary folder beside O(target.path) and moved into place
@@ -65,7 +74,7 @@ options:
           - The kind of target; it must match the backup's engine (C(mysql) and C(mariadb) are interchangeable).
         type: str
         required: true
-        choices: [postgresql, mysql, mariadb, sqlite, files]
+        choices: [postgresql, mysql, mariadb, sqlite, files, mongodb]
       host:
         description: Database server host name or address; the local socket when omitted.
         type: str
@@ -79,7 +88,10 @@ options:
         description: Password of O(target.user). Never logged, never on a command line.
         type: str
       database:
-        description: Database to restore into (C(postgresql), C(mysql), C(mariadb)).
+        description:
+          - Database to restore into (C(postgresql), C(mysql), C(mariadb), C(mongodb)).
+          - For C(mongodb), the backup's database when omitted; must be omitted for a backup of a whole
+            server (each database is restored under its own name).
         type: str
       ssl_mode:
         description: TLS requirement for the connection, in PostgreSQL's vocabulary (as for the dump module's source).
@@ -93,9 +105,30 @@ options:
         type: path
       executable:
         description:
-          - Path of C(pg_restore) (C(psql) is taken from the same folder) or of the C(mysql)/C(mariadb)
-            client; found on PATH when omitted.
+          - Path of C(pg_restore) (C(psql) is taken from the same folder), of the C(mysql)/C(mariadb)
+            client or of C(mongorestore) (C(mongodump) is taken from the same folder); found on PATH when omitted.
         type: path
+      mongodb:
+        description:
+          - Options of the C(mongodb) target. The connection string is O(target.mongodb.uri), or is built
+            from O(target.host), O(target.port), O(target.user), O(target.password), O(target.ssl_mode)
+            and O(target.connect_timeout), as for the dump module's source.
+        type: dict
+        suboptions:
+          uri:
+            description:
+              - MongoDB connection string (C(mongodb://) or C(mongodb+srv://)); a secret, never logged,
+                passed in a mode 0600 C(--config) file. Cannot be combined with O(target.host),
+                O(target.port), O(target.user), O(target.password), O(target.ssl_mode) or O(target.connect_timeout).
+            type: str
+          auth_database:
+            description: Database the user authenticates against (C(--authenticationDatabase)).
+            type: str
+          oplog_replay:
+            description:
+              - Replay the oplog captured with the dump module's C(source.mongodb.oplog)
+                (C(mongorestore --oplogReplay)). Off when omitted.
+            type: bool
   create_database:
     description: Create the target database when it does not exist (otherwise a missing database fails the task).
     type: bool
@@ -107,6 +140,8 @@ options:
         the objects of the backup before recreating them.
       - For MySQL/MariaDB the dump itself drops and recreates each table it holds; tables that are
         not in the backup are left alone.
+      - For MongoDB, C(mongorestore --drop) drops each collection of the backup before restoring it;
+        collections that are not in the backup are left alone. Without O(clean) no C(--drop) is passed.
     type: bool
     default: false
   force:
@@ -266,6 +301,22 @@ EXAMPLES = r"""
     storage:
       path: /srv/backups
 
+- name: Restore the newest MongoDB backup over the existing database, dropping its collections first
+  songmetrix.backup.restore:
+    job: catalog-mongo
+    latest: true
+    clean: true
+    target:
+      engine: mongodb
+      host: mongo2.example.com
+      user: restore
+      password: "{{ vault_mongo_restore_password }}"
+      database: catalog
+      mongodb:
+        auth_database: admin
+    storage:
+      path: /srv/backups
+
 - name: Restore a file tree into a new folder
   songmetrix.backup.restore:
     job: uploads
@@ -321,8 +372,9 @@ actions:
   elements: str
 command:
   description:
-    - The loading command line, without secrets (MySQL/MariaDB's option file shows as C(/dev/fd/N)).
-  returned: for postgresql, mysql and mariadb targets
+    - The loading command line, without secrets (MySQL/MariaDB's option file shows as C(/dev/fd/N),
+      MongoDB's config file as C(<0600 config file>)).
+  returned: for postgresql, mysql, mariadb and mongodb targets
   type: list
   elements: str
 bytes_read:
