@@ -32,7 +32,8 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.source_mysql imp
 from ansible_collections.songmetrix.backup.plugins.module_utils.validation import no_control_chars
 
 CONNECTION_KEYS = ("host", "port", "user", "password", "database", "ssl_mode", "connect_timeout")
-FAMILIES = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql", "sqlite": "sqlite", "files": "files"}
+FAMILIES = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql", "sqlite": "sqlite", "files": "files",
+            "mssql": "mssql"}
 # Relations that make a PostgreSQL database "not empty": anything a restore would collide with.
 PG_USER_RELATIONS = (
     "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -467,10 +468,14 @@ TARGETS = {"postgresql": PostgresqlTarget, "mysql": MysqlTarget, "mariadb": Mysq
 def make_target(target, options, record):
     """The target for ``target.engine``; refuses a backup of another engine family."""
     engine = target.get("engine")
-    if engine not in TARGETS:
-        raise ValidationError("target.engine must be one of %s, not %r" % (", ".join(TARGETS), engine))
+    if engine not in TARGETS and engine not in FAMILIES:
+        raise ValidationError("target.engine must be one of %s, not %r" % (", ".join(FAMILIES), engine))
     backup_engine = record.get("engine")
     if FAMILIES.get(backup_engine) != FAMILIES[engine]:
         raise ValidationError("the backup is of engine %r: it cannot be restored into a %s target"
                               % (backup_engine, engine))
+    if engine == "mssql":
+        from ansible_collections.songmetrix.backup.plugins.module_utils.restore_mssql import MssqlTarget
+
+        return MssqlTarget(target, options, record)
     return TARGETS[engine](target, options, record)
