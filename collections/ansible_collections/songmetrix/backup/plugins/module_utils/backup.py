@@ -283,7 +283,8 @@ def _run(plan, check_mode, attempt):
             % (len(spool_report["failed"]), "; ".join(item["error"] for item in spool_report["failed"])),
             manifest=record, spool=spool_report, artifact=artifact_key,
         )
-    result.update(changed=True, manifest=record, warnings=list(getattr(plan.source, "warnings", [])))
+    result.update(changed=True, manifest=record, warnings=list(getattr(plan.source, "warnings", [])),
+                  artifact=record["artifact"], path=plan.storage.location(record["artifact"]))
     return result
 
 

@@ -207,7 +207,8 @@ class MssqlSource(object):
             digests.append(read_digest(storage, key))
         total = sum(size for size, _sha in digests)
         outcome = StreamResult(total, digests[0][0], digests[0][1])
-        extra = {"mssql": {"mode": "url", "stripes": self.stripes, "credential": location.credential}}
+        extra = {"artifact": keys[0], "mssql": {"mode": "url", "stripes": self.stripes,
+                                                "credential": location.credential}}
         if self.stripes > 1:
             extra["attachments"] = [{"key": key, "size": size, "sha256": sha, "role": "stripe"}
                                     for key, (size, sha) in zip(keys[1:], digests[1:])]
