@@ -152,3 +152,12 @@ def test_url_needs_sql_server_2022_and_s3_keys(run_module, fake_sqlcmd, s3_bucke
     storage = s3_storage_params(s3_bucket, access_key=None, secret_key=None, profile="default")
     res = run_module("dump", dict(job="shop", source=url_source(), storage=storage), env=fake_sqlcmd.env)
     assert res.rc != 0 and "access_key" in res.msg
+
+
+def test_check_mode_writes_nothing(run_module, fake_sqlcmd, s3_server, s3_bucket, s3_storage_params):
+    res = run_module("dump", dict(job="shop", source=url_source(stripes=2), storage=s3_storage_params(s3_bucket)),
+                     check_mode=True, env=fake_sqlcmd.env)
+    assert res.rc == 0 and res.result["changed"], res.describe()
+    assert [("BACKUP" in c["sql"] or "CREDENTIAL" in c["sql"]) for c in fake_sqlcmd.statements()] == [False]
+    assert s3_server.keys(s3_bucket) == []
+    assert_no_secret(s3_server.secret_key, fake_sqlcmd, json.dumps(res.result))

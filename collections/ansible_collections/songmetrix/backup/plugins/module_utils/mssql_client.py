@@ -130,6 +130,14 @@ class Sqlcmd(object):
         return out
 
 
+def major_version(version):
+    """16 for '16.0.4135.4'; 0 when unknown."""
+    try:
+        return int(str(version).split(".")[0])
+    except ValueError:
+        return 0
+
+
 def _severe(text):
     """Whether stderr holds an error of severity 11 or more (sqlcmd -b exits non-zero for them anyway)."""
     for match in re.finditer(r"Msg \d+, Level (\d+)", text):

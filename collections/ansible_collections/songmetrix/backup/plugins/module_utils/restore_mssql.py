@@ -14,7 +14,7 @@ import secrets
 
 from ansible_collections.songmetrix.backup.plugins.module_utils import mssql_tsql as tsql
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
-from ansible_collections.songmetrix.backup.plugins.module_utils.mssql_client import Sqlcmd
+from ansible_collections.songmetrix.backup.plugins.module_utils.mssql_client import Sqlcmd, major_version
 from ansible_collections.songmetrix.backup.plugins.module_utils.mssql_url import IDENTITY, S3Location
 from ansible_collections.songmetrix.backup.plugins.module_utils.source_mssql import local_folder
 
@@ -136,7 +136,7 @@ class MssqlTarget(object):
         else:
             self.warnings.extend(self.location.warnings)
         found = tsql.parse_probe(self.client.run(tsql.probe_sql(self.database), "connecting to SQL Server"))
-        if self.mode == "url" and _major(found.get("product")) < 16:
+        if self.mode == "url" and major_version(found.get("product")) < 16:
             raise BackupError("RESTORE FROM URL (S3) needs SQL Server 2022 (16.x) or later; %s runs %s"
                               % (self.client.where(), found.get("product") or "an unknown version"))
         self.exists = found.get("database") == "present"
@@ -226,10 +226,3 @@ class _BakWriter(object):
             self.handle.write(data)
         except OSError as exc:
             raise BackupError("writing %s failed: %s" % (self.path, exc.strerror or exc))
-
-
-def _major(version):
-    try:
-        return int(str(version).split(".")[0])
-    except ValueError:
-        return 0

@@ -18,7 +18,7 @@ import secrets
 from ansible_collections.songmetrix.backup.plugins.module_utils import mssql_tsql as tsql
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
 from ansible_collections.songmetrix.backup.plugins.module_utils.integrity import read_digest
-from ansible_collections.songmetrix.backup.plugins.module_utils.mssql_client import Sqlcmd
+from ansible_collections.songmetrix.backup.plugins.module_utils.mssql_client import Sqlcmd, major_version
 from ansible_collections.songmetrix.backup.plugins.module_utils.mssql_url import (
     IDENTITY,
     S3Location,
@@ -73,6 +73,7 @@ class MssqlSource(object):
     format = "bak"
 
     def __init__(self, params, spool_dir):
+        del spool_dir  # nothing is spooled: SQL Server writes the .bak itself
         self.params = params
         self.database = params.get("database")
         if not self.database:
@@ -123,7 +124,7 @@ class MssqlSource(object):
         self.product_version = found.get("product")
         if found.get("database") != "present":
             raise BackupError("database %s does not exist on %s" % (self.database, self.client.where()))
-        if self.mode == "url" and _major(self.product_version) < 16:
+        if self.mode == "url" and major_version(self.product_version) < 16:
             raise BackupError("source.mssql.mode url needs SQL Server 2022 (16.x) or later (BACKUP TO URL for "
                               "S3); %s runs %s" % (self.client.where(), self.product_version or "an unknown version"))
         return {"tool_version": self.tool_version, "server_version": self.server_version}
@@ -213,10 +214,3 @@ class MssqlSource(object):
             extra["attachments"] = [{"key": key, "size": size, "sha256": sha, "role": "stripe"}
                                     for key, (size, sha) in zip(keys[1:], digests[1:])]
         return outcome, extra
-
-
-def _major(version):
-    try:
-        return int(str(version).split(".")[0])
-    except ValueError:
-        return 0
