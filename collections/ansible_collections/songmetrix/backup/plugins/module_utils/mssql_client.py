@@ -133,7 +133,7 @@ class Sqlcmd(object):
 def major_version(version):
     """16 for '16.0.4135.4'; 0 when unknown."""
     try:
-        return int(str(version).split(".")[0])
+        return int(str(version).split(".", 1)[0])
     except ValueError:
         return 0
 
