@@ -5,9 +5,9 @@ options:
   source:
     description:
       - What to back up and how to connect to it.
-      - Secrets are passed to the dump tools through the environment (PostgreSQL), an inherited
-        pipe read as an option file (MySQL/MariaDB) or a mode 0600 C(--config) file removed after
-        the run (MongoDB), never on the command line.
+      - Secrets are passed to the dump tools through the environment (PostgreSQL; C(SQLCMDPASSWORD) for
+        SQL Server), an inherited pipe read as an option file (MySQL/MariaDB) or a mode 0600
+        C(--config) file removed after the run (MongoDB), never on the command line.
     type: dict
     required: true
     suboptions:
@@ -17,10 +17,11 @@ options:
           - C(postgresql) runs C(pg_dump); C(mysql) runs C(mysqldump); C(mariadb) runs C(mariadb-dump)
             (or C(mysqldump) when it is missing); C(sqlite) takes an online copy with SQLite's backup API;
             C(files) writes a tar stream of a directory; C(mongodb) runs C(mongodump --archive) (MongoDB
-            Database Tools 100.3.0 or later), see O(source.mongodb).
+            Database Tools 100.3.0 or later), see O(source.mongodb); C(mssql) runs C(BACKUP DATABASE)
+            through C(sqlcmd) (see O(source.mssql)).
         type: str
         required: true
-        choices: [postgresql, mysql, mariadb, sqlite, files, mongodb]
+        choices: [postgresql, mysql, mariadb, sqlite, files, mongodb, mssql]
       host:
         description: Database server host name or address; the local socket when omitted.
         type: str
@@ -35,7 +36,7 @@ options:
         type: str
       database:
         description:
-          - Database to back up (C(postgresql), C(mysql), C(mariadb)).
+          - Database to back up (C(postgresql), C(mysql), C(mariadb), C(mssql)).
           - For C(mongodb) (C(mongodump --db)), optional; every database of the server when omitted.
         type: str
       ssl_mode:
@@ -89,7 +90,7 @@ options:
         description: Parallel C(pg_dump) workers; needs O(source.format=directory).
         type: int
       executable:
-        description: Path of the dump tool to use instead of the one found on E(PATH).
+        description: Path of the dump tool (C(sqlcmd) for C(mssql)) to use instead of the one found on E(PATH).
         type: path
       mongodb:
         description:
@@ -123,4 +124,113 @@ options:
             description: Replica set member to read from (C(mongodump --readPreference)).
             type: str
             choices: [primary, primaryPreferred, secondary, secondaryPreferred, nearest]
+      mssql:
+        description:
+          - SQL Server options (O(source.engine=mssql)). The connection is O(source.host) (a named instance
+            as C(host\instance)), O(source.port), O(source.user) and O(source.password); without a user,
+            C(sqlcmd -E) (integrated authentication).
+          - The password goes to C(sqlcmd) only through the E(SQLCMDPASSWORD) environment variable; the T-SQL,
+            which holds the S3 secret in C(url) mode, only through a 0600 temporary file (C(sqlcmd -i)).
+          - Both C(sqlcmd) from mssql-tools18 (ODBC) and go-sqlcmd are supported.
+        type: dict
+        suboptions:
+          mode:
+            description:
+              - C(native) runs C(BACKUP DATABASE ... TO DISK) into O(source.mssql.server_dir), checks the file
+                with C(RESTORE VERIFYONLY) and streams it from O(source.mssql.local_dir) through compression,
+                checksum and storage like any other dump.
+              - C(url) (SQL Server 2022 and later) runs C(BACKUP DATABASE ... TO URL = 's3://...') straight into
+                the job's storage, which must be O(storage.type=s3) with O(storage.access_key) and
+                O(storage.secret_key); the module then reads the object(s) back to record their sizes and
+                SHA-256 and writes the manifest. O(compression) does not apply (the stored objects are the
+                C(.bak) as SQL Server wrote it).
+            type: str
+            default: native
+            choices: [native, url]
+          server_dir:
+            description:
+              - C(native) mode, the folder SQL Server writes the C(.bak) to, as a path on the SQL Server host
+                (C(/var/opt/mssql/backup), C(D:\Backups), or a share such as C(\\nas\sql)).
+              - The service account of SQL Server must be able to write there.
+            type: str
+          local_dir:
+            description:
+              - C(native) mode, the same folder as O(source.mssql.server_dir) seen from the host the module runs
+                on (where a share is mounted); O(source.mssql.server_dir) when omitted (the module runs on the
+                database host).
+              - The module's user must be able to read the C(.bak) there and, for O(source.mssql.remove_bak),
+                delete it.
+            type: path
+          remove_bak:
+            description: C(native) mode, remove the C(.bak) after its manifest is stored, and after a failure.
+            type: bool
+            default: true
+          copy_only:
+            description: C(WITH COPY_ONLY), so the backup does not change the differential base or break a log chain.
+            type: bool
+            default: true
+          compression:
+            description: C(WITH COMPRESSION) (SQL Server's own backup compression).
+            type: bool
+            default: true
+          checksum:
+            description:
+              - C(WITH CHECKSUM) (page checksums verified while backing up, a backup checksum written);
+                C(NO_CHECKSUM) when false. C(RESTORE VERIFYONLY) then checks the checksums too.
+            type: bool
+            default: true
+          init:
+            description: C(native) mode, C(WITH INIT) (overwrite the backup sets of the file).
+            type: bool
+            default: true
+          format:
+            description: C(native) mode, C(WITH FORMAT) (write a new media header). C(url) mode always uses C(FORMAT).
+            type: bool
+            default: true
+          verify:
+            description: Run C(RESTORE VERIFYONLY) on the new backup before it is stored; a failure fails the task.
+            type: bool
+            default: true
+          stats:
+            description: C(WITH STATS = n) (progress messages every n percent).
+            type: int
+          stripes:
+            description:
+              - C(url) mode, the number of URLs (objects) the backup is striped over (1 to 64), for large
+                databases (an S3 object written by SQL Server is limited by C(MAXTRANSFERSIZE) times 10,000 parts).
+              - One stripe is stored as C(<stem>.bak); several as C(<stem>.stripe1ofN.bak) (the manifest's
+                C(artifact)) and the others, listed in the manifest's C(attachments).
+            type: int
+            default: 1
+          max_transfer_size:
+            description: C(url) mode, C(MAXTRANSFERSIZE) in bytes (the part size SQL Server uploads; 20 MiB suits S3).
+            type: int
+            default: 20971520
+          s3_endpoint:
+            description:
+              - C(url) mode, the S3 endpoint as SQL Server reaches it (C(host) or C(host:port), HTTPS only); the
+                host and port of O(storage.endpoint_url) when omitted, C(s3.<region>.amazonaws.com) without one.
+            type: str
+          credential:
+            description:
+              - C(url) mode, the name of the SQL Server credential the module creates or updates with the
+                storage's access key (C(IDENTITY = 'S3 Access Key')); C(s3://<endpoint>/<bucket>) when omitted.
+            type: str
+          encrypt:
+            description:
+              - Connection encryption, C(sqlcmd -N) (C(strict) is TDS 8.0); the tool's default when omitted
+                (mandatory for mssql-tools18 and go-sqlcmd).
+            type: str
+            choices: [strict, mandatory, optional]
+          trust_server_certificate:
+            description: C(sqlcmd -C), accept the server's certificate without validating it. Only when set.
+            type: bool
+            default: false
+          flavour:
+            description:
+              - Which C(sqlcmd) is installed, C(odbc) (mssql-tools18) or C(go) (go-sqlcmd); C(auto) tells them
+                apart from C(sqlcmd --version) and C(sqlcmd -?).
+            type: str
+            default: auto
+            choices: [auto, odbc, go]
 """

@@ -59,6 +59,13 @@ class BackupPlan(object):
         self.max_chunk_size = parse_size(params.get("max_chunk_size"))
         self.spool_dir = spool_directory(params.get("spool_dir"))
         self.source = source_factory(self.spool_dir)
+        if getattr(self.source, "stores_itself", False):
+            # The source writes its objects into the storage itself (SQL Server BACKUP TO URL): no transforms.
+            if params.get("encryption") or self.max_chunk_size:
+                raise ValidationError("encryption and max_chunk_size cannot apply to a backup the server writes "
+                                      "into the storage itself (source.mssql.mode url); use mode native")
+            self.compressor = None
+            self.compression = {"algorithm": "none", "level": None}
         self.storage = make_storage(storage_params)
         # Only an explicitly given spool_dir keeps failed uploads: the system temp dir is no place for them.
         self.spool = Spool(self.spool_dir, self.storage) if params.get("spool_dir") else None
@@ -99,6 +106,8 @@ def dump_plan(params):
         source = make_source(params["source"], spool_dir)
         if hasattr(source, "row_counts"):
             source.row_counts = params.get("row_counts", True) is not False
+        if hasattr(source, "storage_params"):
+            source.storage_params = params["storage"]
         return source
 
     return BackupPlan(params, source_factory)
@@ -150,12 +159,31 @@ def _as_storage_error(call, *args):
 
 
 def store_backup(plan, storage, started):
-    """Stream the source into ``storage``, then write the manifest; returns (manifest dict, manifest key)."""
+    """Stream the source into ``storage``, then write the manifest; returns (manifest dict, manifest key).
+
+    A source with ``after_store(stored)`` hears how it went, after the manifest is stored or the
+    backup failed (SQL Server: remove the .bak it wrote).
+    """
+    after_store = getattr(plan.source, "after_store", None)
+    stored = False
+    try:
+        result = _store_backup(plan, storage, started)
+        stored = True
+        return result
+    finally:
+        if after_store is not None:
+            after_store(stored)
+
+
+def _store_backup(plan, storage, started):
     artifact_key, manifest_key = plan.keys(started)
     for key in (artifact_key, manifest_key):
         if _as_storage_error(storage.exists, key):
             raise BackupError("a backup named %s already exists; wait a second and run again" % key)
     metadata = plan.metadata(started)
+    if getattr(plan.source, "stores_itself", False):
+        outcome, extra = plan.source.store_into(storage, artifact_key, metadata)
+        return _store_manifest(plan, storage, started, artifact_key, manifest_key, metadata, outcome, None, extra)
     size_hint = plan.source.size_estimate() if hasattr(plan.source, "size_estimate") else None
     if plan.max_chunk_size:
         writer = _StorageWriter(ChunkedWriter(storage, artifact_key, metadata, plan.max_chunk_size))
@@ -178,10 +206,14 @@ def store_backup(plan, storage, started):
     finally:
         if hasattr(plan.source, "close"):
             plan.source.close()  # the row-count session, when the dump failed before its counts
+    chunks = {"chunks": writer.chunks} if plan.max_chunk_size else None
+    return _store_manifest(plan, storage, started, artifact_key, manifest_key, metadata, outcome, table_counts, chunks)
+
+
+def _store_manifest(plan, storage, started, artifact_key, manifest_key, metadata, outcome, table_counts, extra=None):
     record = manifest.build_manifest(
         plan.job, plan.kind, plan.timezone, plan.source, artifact_key, started, utc_now(), plan.compression, outcome,
-        table_counts=table_counts, encryption=plan.encryption,
-        extra={"chunks": writer.chunks} if plan.max_chunk_size else None,
+        table_counts=table_counts, encryption=plan.encryption, extra=extra,
     )
     try:
         _as_storage_error(storage.put_small, manifest_key, manifest.encode(record), metadata)
@@ -282,7 +314,8 @@ def _run(plan, check_mode, attempt):
             % (len(spool_report["failed"]), "; ".join(item["error"] for item in spool_report["failed"])),
             manifest=record, spool=spool_report, artifact=artifact_key,
         )
-    result.update(changed=True, manifest=record, warnings=list(getattr(plan.source, "warnings", [])))
+    result.update(changed=True, manifest=record, warnings=list(getattr(plan.source, "warnings", [])),
+                  artifact=record["artifact"], path=plan.storage.location(record["artifact"]))
     return result
 
 

@@ -33,7 +33,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.validation impor
 
 CONNECTION_KEYS = ("host", "port", "user", "password", "database", "ssl_mode", "connect_timeout")
 FAMILIES = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql", "sqlite": "sqlite", "files": "files",
-            "mongodb": "mongodb"}
+            "mongodb": "mongodb", "mssql": "mssql"}
 # Relations that make a PostgreSQL database "not empty": anything a restore would collide with.
 PG_USER_RELATIONS = (
     "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -478,4 +478,8 @@ def make_target(target, options, record):
         from ansible_collections.songmetrix.backup.plugins.module_utils.restore_mongodb import MongodbTarget
 
         return MongodbTarget(target, options, record)
+    if engine == "mssql":
+        from ansible_collections.songmetrix.backup.plugins.module_utils.restore_mssql import MssqlTarget
+
+        return MssqlTarget(target, options, record)
     return TARGETS[engine](target, options, record)

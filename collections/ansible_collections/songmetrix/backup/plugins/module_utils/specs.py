@@ -33,6 +33,48 @@ SOURCE_OPTIONS = dict(
             ),
         ),
     ),
+    # SQL Server (engine mssql): documented in doc_fragments/source.py
+    mssql=dict(
+        type="dict",
+        options=dict(
+            mode=dict(type="str", default="native", choices=["native", "url"]),
+            server_dir=dict(type="str"),
+            local_dir=dict(type="path"),
+            remove_bak=dict(type="bool", default=True),
+            copy_only=dict(type="bool", default=True),
+            compression=dict(type="bool", default=True),
+            checksum=dict(type="bool", default=True),
+            init=dict(type="bool", default=True),
+            format=dict(type="bool", default=True),
+            verify=dict(type="bool", default=True),
+            stats=dict(type="int"),
+            stripes=dict(type="int", default=1),
+            max_transfer_size=dict(type="int", default=20971520),
+            s3_endpoint=dict(type="str"),
+            credential=dict(type="str", no_log=False),
+            encrypt=dict(type="str", choices=["strict", "mandatory", "optional"]),
+            trust_server_certificate=dict(type="bool", default=False),
+            flavour=dict(type="str", default="auto", choices=["auto", "odbc", "go"]),
+        ),
+    ),
+)
+
+# SQL Server restore target options (target.mssql): documented in modules/restore.py
+MSSQL_TARGET_OPTIONS = dict(
+    mode=dict(type="str", choices=["native", "url"]),
+    server_dir=dict(type="str"),
+    local_dir=dict(type="path"),
+    move=dict(type="raw"),
+    data_dir=dict(type="str"),
+    log_dir=dict(type="str"),
+    recovery=dict(type="bool", default=True),
+    checksum=dict(type="bool", default=True),
+    stats=dict(type="int"),
+    s3_endpoint=dict(type="str"),
+    credential=dict(type="str", no_log=False),
+    encrypt=dict(type="str", choices=["strict", "mandatory", "optional"]),
+    trust_server_certificate=dict(type="bool", default=False),
+    flavour=dict(type="str", default="auto", choices=["auto", "odbc", "go"]),
 )
 
 # Where the restore module loads a backup: the connection options of SOURCE_OPTIONS, defined once.
@@ -49,6 +91,7 @@ TARGET_OPTIONS["mongodb"] = dict(
         oplog_replay=dict(type="bool"),
     ),
 )
+TARGET_OPTIONS["mssql"] = dict(type="dict", options=MSSQL_TARGET_OPTIONS)
 
 
 def target_spec():

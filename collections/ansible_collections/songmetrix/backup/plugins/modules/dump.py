@@ -120,6 +120,40 @@ EXAMPLES = r"""
       secret_key: "{{ vault_minio_secret_key }}"
     spool_dir: /var/spool/songmetrix
 
+- name: Back up a SQL Server database; the .bak is written on the database host, where the module runs
+  songmetrix.backup.dump:
+    job: erp
+    compression: none  # SQL Server compresses the .bak itself
+    source:
+      engine: mssql
+      host: localhost
+      user: backup_operator
+      password: "{{ vault_mssql_password }}"
+      database: ERP
+      mssql:
+        server_dir: /var/opt/mssql/backup
+    storage:
+      path: /srv/backups
+
+- name: Back up a SQL Server 2022 database straight to S3-compatible storage, striped over 4 objects
+  songmetrix.backup.dump:
+    job: erp
+    source:
+      engine: mssql
+      host: sql1.example.com
+      user: backup_operator
+      password: "{{ vault_mssql_password }}"
+      database: ERP
+      mssql:
+        mode: url
+        stripes: 4
+    storage:
+      type: s3
+      endpoint_url: https://minio.internal:9000
+      bucket: backups
+      access_key: "{{ vault_minio_access_key }}"
+      secret_key: "{{ vault_minio_secret_key }}"
+
 - name: Back up a directory to an SFTP server, host key pinned
   songmetrix.backup.dump:
     job: www-uploads

@@ -13,7 +13,7 @@ description:
   - Everything is checked before anything is written, in this order, the options, the manifest,
     the target's engine against the backup's (a C(postgresql) backup into a C(postgresql) target,
     C(mysql)/C(mariadb) into C(mysql)/C(mariadb), C(sqlite) into C(sqlite), C(files) into C(files),
-    C(mongodb) into C(mongodb)),
+    C(mongodb) into C(mongodb), C(mssql) into C(mssql)),
     and the target (connection, existence, emptiness).
   - PostgreSQL custom format is loaded with C(pg_restore) reading the stream; plain format with
     C(psql); directory format (stored as a tar) is extracted into a temporary folder under
@@ -27,6 +27,11 @@ description:
     stopped right after it (mongodump must be installed beside mongorestore); O(clean) or O(force)
     skip that check. A summary naming documents that failed to restore fails the task, although
     mongorestore exits 0 then. O(scratch) restore tests are not available for MongoDB.
+  - SQL Server backups (C(mssql)) are restored with C(RESTORE DATABASE) through C(sqlcmd). In C(native)
+    mode the stored C(.bak) is written, decompressed and checked against its SHA-256, to a temporary
+    file in O(target.mssql.local_dir) that SQL Server reads as O(target.mssql.server_dir), and removed
+    afterwards; in C(url) mode SQL Server reads the backup's object(s) from the S3 storage itself
+    (C(RESTORE ... FROM URL), SQL Server 2022 and later). See O(target.mssql).
   - A SQLite backup is written to a temporary file beside O(target.path), synced and checked
     (header, C(PRAGMA quick_check), SHA-256), then renamed into place.
   - A files backup is extracted into a temporary folder beside O(target.path) and moved into place
@@ -35,8 +40,8 @@ description:
     before they are written. File modes and times are restored (not owners; setuid, setgid and
     sticky bits are dropped); device files are skipped with a warning.
   - A size or SHA-256 mismatch always fails the task.
-  - Secrets are passed to the client tools through the environment (PostgreSQL) or an inherited
-    pipe read as an option file (MySQL/MariaDB), never on the command line.
+  - Secrets are passed to the client tools through the environment (PostgreSQL; C(SQLCMDPASSWORD) for
+    SQL Server) or an inherited pipe read as an option file (MySQL/MariaDB), never on the command line.
   - Encrypted backups are not supported yet.
 author:
   - songmetrix engineering (@songmetrix)
@@ -74,7 +79,7 @@ options:
           - The kind of target; it must match the backup's engine (C(mysql) and C(mariadb) are interchangeable).
         type: str
         required: true
-        choices: [postgresql, mysql, mariadb, sqlite, files, mongodb]
+        choices: [postgresql, mysql, mariadb, sqlite, files, mongodb, mssql]
       host:
         description: Database server host name or address; the local socket when omitted.
         type: str
@@ -89,7 +94,7 @@ options:
         type: str
       database:
         description:
-          - Database to restore into (C(postgresql), C(mysql), C(mariadb), C(mongodb)).
+          - Database to restore into (C(postgresql), C(mysql), C(mariadb), C(mongodb), C(mssql)).
           - For C(mongodb), the backup's database when omitted; must be omitted for a backup of a whole
             server (each database is restored under its own name).
         type: str
@@ -106,7 +111,8 @@ options:
       executable:
         description:
           - Path of C(pg_restore) (C(psql) is taken from the same folder), of the C(mysql)/C(mariadb)
-            client or of C(mongorestore) (C(mongodump) is taken from the same folder); found on PATH when omitted.
+            client, of C(mongorestore) (C(mongodump) is taken from the same folder) or of C(sqlcmd); found on
+            PATH when omitted.
         type: path
       mongodb:
         description:
@@ -129,6 +135,86 @@ options:
               - Replay the oplog captured with the dump module's C(source.mongodb.oplog)
                 (C(mongorestore --oplogReplay)). Off when omitted.
             type: bool
+      mssql:
+        description:
+          - SQL Server options (O(target.engine=mssql)); the connection is O(target.host), O(target.port),
+            O(target.user) and O(target.password) (C(sqlcmd -E) without a user).
+          - A target database that exists is refused unless O(force), which adds C(REPLACE).
+          - O(clean), O(create_database), O(scratch), O(schemas), O(tables), O(jobs) and
+            O(single_transaction) are not available (C(RESTORE DATABASE) creates the database).
+        type: dict
+        suboptions:
+          mode:
+            description:
+              - C(native) restores from a temporary C(.bak) on disk, C(url) with C(RESTORE ... FROM URL)
+                straight from the S3 storage (SQL Server 2022 and later, O(storage.type=s3) with access keys,
+                an uncompressed backup such as one taken in C(url) mode).
+              - The mode the backup was taken in when omitted.
+              - A backup striped over several objects can only be restored in C(url) mode.
+            type: str
+            choices: [native, url]
+          server_dir:
+            description:
+              - C(native) mode, the folder SQL Server reads the temporary
+                C(.bak) from, as a path on the SQL Server host.
+            type: str
+          local_dir:
+            description:
+              - C(native) mode, the same folder seen from the host the module runs on (a mounted share);
+                O(target.mssql.server_dir) when omitted. The temporary C(.bak) is created there with mode
+                0640, so SQL Server's service account needs to read it (through the folder's group).
+            type: path
+          move:
+            description:
+              - Where each file of the database goes, C(MOVE 'logical' TO 'path'), as a dict of logical file
+                name to physical path on the SQL Server host, or a list of C({logical, path}) dicts.
+              - Cannot be combined with O(target.mssql.data_dir).
+            type: raw
+          data_dir:
+            description:
+              - Build the C(MOVE) clauses from C(RESTORE FILELISTONLY), placing every file in this folder of the
+                SQL Server host as C(<database>_<logical name><extension>) (log files in
+                O(target.mssql.log_dir) when given).
+              - Without O(target.mssql.move) and O(target.mssql.data_dir), the files go where the backup says
+                (the original paths).
+            type: str
+          log_dir:
+            description: With O(target.mssql.data_dir), the folder for the log files.
+            type: str
+          recovery:
+            description: C(RECOVERY) (the database is usable afterwards); C(NORECOVERY) when false (to apply logs next).
+            type: bool
+            default: true
+          checksum:
+            description: C(WITH CHECKSUM), verify the backup's checksums while restoring.
+            type: bool
+            default: true
+          stats:
+            description: C(WITH STATS = n) (progress messages every n percent).
+            type: int
+          s3_endpoint:
+            description:
+              - C(url) mode, the S3 endpoint as SQL Server reaches
+                it (C(host) or C(host:port)), as for the dump module.
+            type: str
+          credential:
+            description:
+              - C(url) mode, the name of the SQL Server
+                credential created or updated with the storage's access key.
+            type: str
+          encrypt:
+            description: Connection encryption, C(sqlcmd -N); the tool's default when omitted.
+            type: str
+            choices: [strict, mandatory, optional]
+          trust_server_certificate:
+            description: C(sqlcmd -C), accept the server's certificate without validating it. Only when set.
+            type: bool
+            default: false
+          flavour:
+            description: Which C(sqlcmd) is installed, C(odbc) (mssql-tools18) or C(go) (go-sqlcmd); C(auto) detects it.
+            type: str
+            default: auto
+            choices: [auto, odbc, go]
   create_database:
     description: Create the target database when it does not exist (otherwise a missing database fails the task).
     type: bool
@@ -146,7 +232,8 @@ options:
     default: false
   force:
     description:
-      - Restore over a non-empty database without cleaning it, replace an existing SQLite file
+      - Restore over a non-empty database without cleaning it (SQL Server, over an existing database with
+        C(RESTORE ... WITH REPLACE)), replace an existing SQLite file
         (and its stale C(-wal), C(-shm), C(-journal) files), or extract into a non-empty folder
         (top-level entries of the same name are replaced).
     type: bool
@@ -314,6 +401,24 @@ EXAMPLES = r"""
       database: catalog
       mongodb:
         auth_database: admin
+    storage:
+      path: /srv/backups
+
+- name: Restore a SQL Server backup under a new name, its files moved (a share mounted on both hosts)
+  songmetrix.backup.restore:
+    job: erp
+    latest: true
+    target:
+      engine: mssql
+      host: sql2.example.com
+      user: restore_operator
+      password: "{{ vault_mssql_password }}"
+      database: erp_copy
+      mssql:
+        server_dir: 'D:\Restore'
+        local_dir: /mnt/sql2-restore
+        data_dir: 'D:\Data'
+        log_dir: 'L:\Logs'
     storage:
       path: /srv/backups
 
