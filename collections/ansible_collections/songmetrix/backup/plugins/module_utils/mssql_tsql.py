@@ -125,8 +125,8 @@ def backup_url_sql(database, urls, opts, region=None, max_transfer_size=None):
     options = backup_options(opts, url=True, max_transfer_size=max_transfer_size)
     if region:
         options.append("BACKUP_OPTIONS = %s" % ascii_literal('{"s3": {"region": "%s"}}' % region, "region"))
-    return "BACKUP DATABASE %s TO %s%s;\n" % (quote_name(database, "source.database"), devices("URL", urls),
-                                            _with(options))
+    name = quote_name(database, "source.database")
+    return "BACKUP DATABASE %s TO %s%s;\n" % (name, devices("URL", urls), _with(options))
 
 
 def filelist_sql(kind, locations):
