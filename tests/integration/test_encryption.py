@@ -100,7 +100,7 @@ def make_sqlite(path, rows=300):
     conn.close()
 
 
-def sqlite_backup(run_module, tmp_path, encryption, **extra):
+def sqlite_backup(run_module, tmp_path, encryption, **extra):  # encryption None: a plain backup
     db = tmp_path / "app.sqlite3"
     if not db.exists():
         make_sqlite(db)
@@ -298,3 +298,33 @@ def test_docs_decrypt_gpg_symmetric_and_public_key(run_module, tmp_path, gpg_key
         run_doc(["fetch-local", "decrypt-gpg", "load-sqlite"],
                 dict(env, BACKUP_ROOT=store, PREFIX="prod", JOB="app-db", TARGET_PATH=target), case)
         assert sqlite_dump(target) == sqlite_dump(db)
+
+
+def test_a_job_key_given_for_an_unencrypted_backup_is_ignored(run_module, tmp_path, age_key):
+    """A job that turned encryption on keeps restoring the plain backups it made before."""
+    _, identity, _ = age_key
+    db, store, _ = sqlite_backup(run_module, tmp_path, None)
+    target = tmp_path / "restored.sqlite3"
+    res = run_module("restore", dict(job="app-db", latest=True, storage=dict(path=store, prefix="prod"),
+                                     target=dict(engine="sqlite", path=str(target)),
+                                     decryption=dict(identity=identity)))
+    assert res.rc == 0, res.describe()
+    assert sqlite_dump(target) == sqlite_dump(db)
+
+
+def test_upload_encrypts_and_splits_an_existing_file(run_module, tmp_path, age_key):
+    identity_file, _, public = age_key
+    src = tmp_path / "export.bin"
+    data = os.urandom(3 * 1024 * 1024 + 123)
+    src.write_bytes(data)
+    store = tmp_path / "store"
+    res = run_module("upload", dict(job="exports", src=str(src), storage=dict(path=str(store)), compression="none",
+                                    encryption=dict(method="age", recipients=[public]), max_chunk_size="1M"))
+    assert res.rc == 0, res.describe()
+    record = res.result["manifest"]
+    assert record["encryption"] == {"method": "age", "recipients": [public]}
+    assert record["artifact"].endswith(".bin.age") and len(record["chunks"]) == 4
+    joined = b"".join((store / chunk["key"]).read_bytes() for chunk in record["chunks"])
+    plain = subprocess.run(["age", "--decrypt", "--identity", str(identity_file)], input=joined,
+                           capture_output=True, check=True).stdout
+    assert plain == data

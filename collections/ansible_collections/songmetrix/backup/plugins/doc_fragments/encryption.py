@@ -46,7 +46,8 @@ options:
   decryption:
     description:
       - The key (or passphrase) that opens an encrypted backup; the manifest says which method and
-        recipients it was encrypted for. Not needed for unencrypted backups.
+        recipients it was encrypted for. Ignored for an unencrypted backup, so a job can keep its key
+        while backups from before it was encrypted are still restored.
       - Secrets reach C(age) and C(gpg) through an inherited pipe or stdin, never argv or a file.
     type: dict
     suboptions:

@@ -22,18 +22,21 @@ LEVELS = {
 }
 
 
+SECRET_FD = "{secret_fd}"  # in a Transform's argv: replaced by the fd number of its secret pipe
+
+
 class Transform(object):
     """One stage between the source and the sink: a child process reading stdin, writing stdout.
 
     ``secret`` (a passphrase, an identity) reaches the child through a pipe it reads as /dev/fd/N,
-    N replacing "{secret_fd}" in argv; it is never in argv itself.
+    N replacing SECRET_FD in argv; it is never in argv itself.
     """
 
-    def __init__(self, name, argv, info):
+    def __init__(self, name, argv, info, secret=None):
         self.name = name
         self.argv = argv
         self.info = info
-        self.secret = None
+        self.secret = secret
 
 
 def compressed_extension(algorithm):

@@ -14,13 +14,12 @@ import shutil
 import subprocess
 import tempfile
 
-from ansible_collections.songmetrix.backup.plugins.module_utils.compression import Transform
+from ansible_collections.songmetrix.backup.plugins.module_utils.compression import SECRET_FD, Transform
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
 from ansible_collections.songmetrix.backup.plugins.module_utils.procs import child_env, find_tool, last_lines
 
 METHODS = ("age", "gpg")
 EXTENSIONS = {"age": "age", "gpg": "gpg"}
-SECRET_FD = "{secret_fd}"  # replaced in argv by the fd number of the transform's secret pipe
 GPG_CIPHERS = ("AES256", "AES192", "AES", "TWOFISH", "CAMELLIA256")
 
 
@@ -170,9 +169,7 @@ class Encryptor(object):
         except BaseException:
             self.close()
             raise
-        transform = Transform("gpg", argv, dict(info))
-        transform.secret = o.get("passphrase")
-        return transform, info
+        return Transform("gpg", argv, dict(info), secret=o.get("passphrase")), info
 
     def close(self):
         if self._home is not None:
@@ -206,9 +203,7 @@ class Decryptor(object):
             argv += ["--identity", path]
         if identity:
             argv += ["--identity", "/dev/fd/" + SECRET_FD]
-        transform = Transform("age -d", argv, {"method": "age"})
-        transform.secret = identity
-        return transform
+        return Transform("age -d", argv, {"method": "age"}, secret=identity)
 
     def _gpg(self, info, options, what):
         identity, files = options.get("identity"), list(options.get("identity_files") or [])
@@ -233,9 +228,7 @@ class Decryptor(object):
                 "--output", "-"]
         if passphrase:
             argv[-3:-3] = ["--pinentry-mode", "loopback", "--no-symkey-cache", "--passphrase-fd", SECRET_FD]
-        transform = Transform("gpg --decrypt", argv, {"method": "gpg"})
-        transform.secret = passphrase
-        return transform
+        return Transform("gpg --decrypt", argv, {"method": "gpg"}, secret=passphrase)
 
     def close(self):
         if self._home is not None:

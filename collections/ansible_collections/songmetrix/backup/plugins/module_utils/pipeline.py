@@ -12,6 +12,7 @@ import os
 import subprocess
 import threading
 
+from ansible_collections.songmetrix.backup.plugins.module_utils.compression import SECRET_FD
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, StorageError
 from ansible_collections.songmetrix.backup.plugins.module_utils.procs import Child, enlarge_pipe, secret_pipe
 
@@ -182,7 +183,7 @@ def _start_transform(transform, stdin):
         return Child(transform.name, transform.argv, stdin=stdin)
     fd = secret_pipe(transform.secret)
     try:
-        argv = [arg.replace("{secret_fd}", str(fd)) for arg in transform.argv]
+        argv = [arg.replace(SECRET_FD, str(fd)) for arg in transform.argv]
         return Child(transform.name, argv, stdin=stdin, pass_fds=(fd,))
     finally:
         os.close(fd)  # the child has its own copy

@@ -65,10 +65,11 @@ def _read_manifest(storage, key):
 
 
 def _decryptor(record, params, key):
-    """The Decryptor for an encrypted backup (None for a plain one); checks the key before anything runs."""
+    """The Decryptor for an encrypted backup (None for a plain one); checks the key before anything runs.
+
+    ``decryption`` given for a plain backup is ignored: a job keeps its key while older backups
+    from before it was encrypted are still restored."""
     if not record.get("encryption"):
-        if params.get("decryption"):
-            raise ValidationError("backup %s is not encrypted: remove decryption" % key)
         return None
     return Decryptor(record["encryption"], params.get("decryption"), "backup %s" % key)
 
