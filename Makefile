@@ -19,7 +19,7 @@ ifeq ($(strip $(LC_ALL)$(LANG)),)
 export LANG := C.UTF-8
 endif
 
-.PHONY: help venv venv-dev deps backup test unit integration lint sanity latest bench bench-storage bench-prune bench-restore clean
+.PHONY: help venv venv-dev deps backup test unit integration lint sanity latest bench bench-storage bench-prune bench-restore bench-encryption clean
 
 help:
 	@echo "make backup       run the demo backup (playbooks/backup.yml, inventories/demo) into ./var/backups"
@@ -29,6 +29,7 @@ help:
 	@echo "make bench-storage  S3 streaming vs two-step upload, backup_info at 20,000 backups"
 	@echo "make bench-prune  retention planning of 100,000 backups, prune of 10,000 backups on S3 (moto)"
 	@echo "make bench-restore  restore module vs zstd -dc | pg_restore on the ~700 MB database"
+	@echo "make bench-encryption  dump with zstd + age vs zstd alone (and vs pg_dump | zstd | age)"
 	@echo "make venv         .venv with requirements.txt;  make deps: apt packages + requirements-dev.txt"
 	@echo "make clean        remove .venv and caches (keeps ./var/backups)"
 
@@ -52,11 +53,12 @@ test: deps
 unit integration lint sanity latest: deps
 	@scripts/test.sh $@
 
-# The dump benchmark, the restore one (about 3 minutes), then the prune one (about a minute);
+# The dump benchmark, the restore one (about 3 minutes), the encryption one, then the prune one;
 # bench-storage stays separate.
 bench: deps
 	$(VENV)/bin/python tests/bench/run.py
 	$(VENV)/bin/python tests/bench/restore.py
+	$(VENV)/bin/python tests/bench/encryption.py
 	$(VENV)/bin/python tests/bench/prune.py
 
 bench-storage: deps
@@ -67,6 +69,9 @@ bench-prune: deps
 
 bench-restore: deps
 	$(VENV)/bin/python tests/bench/restore.py
+
+bench-encryption: deps
+	$(VENV)/bin/python tests/bench/encryption.py
 
 clean:
 	rm -rf $(VENV) .venv-latest .pytest_cache .ruff_cache .cache \

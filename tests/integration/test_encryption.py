@@ -4,7 +4,10 @@ records, secrets kept out of argv and results, and the errors for a missing or w
 from __future__ import annotations
 
 import glob
+import hashlib
+import json
 import os
+import pty
 import sqlite3
 import subprocess
 import tempfile
@@ -92,6 +95,17 @@ class CmdlineWatch:
         self._thread.join()
 
 
+def stock_age_decrypt(path, identity_file):
+    return subprocess.run(["age", "-d", "-i", str(identity_file), str(path)], check=True,
+                          capture_output=True).stdout
+
+
+def without_plaintext(info):
+    """The manifest's encryption record minus the plaintext checksum (checked where the plaintext is known)."""
+    assert len(info["plaintext_sha256"]) == 64 and info["plaintext_size"] > 0
+    return {k: v for k, v in info.items() if not k.startswith("plaintext_")}
+
+
 def make_sqlite(path, rows=300):
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
@@ -116,7 +130,10 @@ def test_age_round_trip_sqlite_and_what_the_manifest_says(run_module, tmp_path, 
     db, store, dumped = sqlite_backup(run_module, tmp_path, dict(method="age", recipients=[public]))
     record = dumped["manifest"]
     assert record["artifact"].endswith(".sqlite3.zst.age")
-    assert record["encryption"] == {"method": "age", "recipients": [public]}
+    plaintext = stock_age_decrypt(os.path.join(store, record["artifact"]), identity_file)
+    assert record["encryption"] == {"method": "age", "recipients": [public], "plaintext_size": len(plaintext),
+                                    "plaintext_sha256": hashlib.sha256(plaintext).hexdigest()}
+    assert plaintext.startswith(b"\x28\xb5\x2f\xfd")  # the plaintext is the zstd stream
     with open(os.path.join(store, record["artifact"]), "rb") as handle:
         assert handle.read(21) == b"age-encryption.org/v1"  # a plain age file, nothing of ours around it
 
@@ -180,7 +197,7 @@ def test_gpg_symmetric_round_trip_postgresql_keeps_the_passphrase_out_of_sight(
         assert restored.rc == 0, restored.describe()
         assert watch.seen == [] and watch.samples > 3
         assert record["artifact"].endswith(".dump.zst.gpg")
-        assert record["encryption"] == {"method": "gpg", "mode": "symmetric", "cipher": "AES256"}
+        assert without_plaintext(record["encryption"]) == {"method": "gpg", "mode": "symmetric", "cipher": "AES256"}
         for text in (res.stdout, restored.stdout, Path(store, res.result["manifest_key"]).read_text()):
             assert PASSPHRASE not in text
         assert pg_digest(pg_server, target_db) == pg_digest(pg_server, source_db)
@@ -209,7 +226,7 @@ def test_gpg_public_key_round_trip_mariadb(mariadb_server, run_module, tmp_path,
         res = run_module("dump", dict(job="shop-db", source=dict(conn, database=source_db), storage=dict(path=store),
                                       encryption=dict(method="gpg", recipient_files=[str(public)])))
         assert res.rc == 0, res.describe()
-        assert res.result["manifest"]["encryption"] == {
+        assert without_plaintext(res.result["manifest"]["encryption"]) == {
             "method": "gpg", "mode": "public-key", "cipher": "AES256", "recipients": [fingerprint]}
         no_key = run_module("restore", dict(job="shop-db", latest=True, storage=dict(path=store),
                                             target=dict(conn, database=target_db), create_database=True))
@@ -239,7 +256,8 @@ def test_deep_verify_of_an_encrypted_backup_needs_the_key(run_module, tmp_path, 
 
 @pytest.mark.parametrize("encryption,message", [
     # Passphrases longer than one letter: Ansible masks no_log values wherever they appear in the message.
-    (dict(method="age", passphrase=PASSPHRASE), "age reads a passphrase only from a terminal"),
+    (dict(method="age", passphrase=PASSPHRASE, recipients=["age1xyz"]), "not both"),
+    (dict(method="age", passphrase="two\nlines " + PASSPHRASE), "cannot contain line breaks"),
     (dict(method="age"), "age encryption needs encryption.recipients"),
     (dict(method="age", recipients=["not-a-key"]), "neither an age1... public key nor an SSH public key"),
     (dict(method="gpg"), "exactly one of encryption.passphrase"),
@@ -322,9 +340,96 @@ def test_upload_encrypts_and_splits_an_existing_file(run_module, tmp_path, age_k
                                     encryption=dict(method="age", recipients=[public]), max_chunk_size="1M"))
     assert res.rc == 0, res.describe()
     record = res.result["manifest"]
-    assert record["encryption"] == {"method": "age", "recipients": [public]}
+    # No compression: the plaintext checksum is that of the file itself (the tap is the first stage).
+    assert record["encryption"] == {"method": "age", "recipients": [public], "plaintext_size": len(data),
+                                    "plaintext_sha256": hashlib.sha256(data).hexdigest()}
     assert record["artifact"].endswith(".bin.age") and len(record["chunks"]) == 4
     joined = b"".join((store / chunk["key"]).read_bytes() for chunk in record["chunks"])
     plain = subprocess.run(["age", "--decrypt", "--identity", str(identity_file)], input=joined,
                            capture_output=True, check=True).stdout
     assert plain == data
+
+
+# ------------------------------------------------------------ age passphrase, plaintext checksum
+
+def stock_age_with_passphrase(argv, passphrase, prompts, stdin_path, stdout_path):
+    """Run the stock age CLI the way a person would: the passphrase typed at its terminal (a pty here)."""
+    pid, master = pty.fork()
+    if pid == 0:  # the child: its controlling terminal is the pty; data files on stdin/stdout
+        fd_in = os.open(stdin_path, os.O_RDONLY)
+        fd_out = os.open(stdout_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(fd_in, 0)
+        os.dup2(fd_out, 1)
+        os.execvp(argv[0], argv)
+    typed = 0
+    output = b""
+    while True:
+        try:
+            data = os.read(master, 1024)
+        except OSError:
+            break
+        if not data:
+            break
+        output += data
+        if output.count(b"passphrase:") > typed and typed < prompts:
+            os.write(master, passphrase.encode() + b"\n")
+            typed += 1
+    _, status = os.waitpid(pid, 0)
+    os.close(master)
+    return os.waitstatus_to_exitcode(status), output
+
+
+def test_age_passphrase_round_trip_and_stock_age_opens_it(run_module, tmp_path):
+    # `type` is the alias of `method`, as in the issue's examples.
+    with CmdlineWatch(PASSPHRASE) as watch:
+        db, store, dumped = sqlite_backup(run_module, tmp_path, dict(type="age", passphrase=PASSPHRASE))
+        target = tmp_path / "restored.sqlite3"
+        res = run_module("restore", dict(job="app-db", latest=True, storage=dict(path=store, prefix="prod"),
+                                         target=dict(engine="sqlite", path=str(target)),
+                                         decryption=dict(passphrase=PASSPHRASE)))
+    assert res.rc == 0, res.describe()
+    assert watch.samples > 3 and watch.seen == []
+    assert sqlite_dump(target) == sqlite_dump(db)
+    record = dumped["manifest"]
+    assert without_plaintext(record["encryption"]) == {"method": "age", "mode": "passphrase"}
+    artifact = os.path.join(store, record["artifact"])
+    for text in (res.stdout, Path(store, dumped["manifest_key"]).read_text()):
+        assert PASSPHRASE not in text
+
+    # A person with the stock age CLI and the passphrase gets the plaintext the manifest describes.
+    plain = tmp_path / "plain.zst"
+    rc, _ = stock_age_with_passphrase(["age", "-d"], PASSPHRASE, 1, artifact, str(plain))
+    assert rc == 0
+    data = plain.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == record["encryption"]["plaintext_sha256"]
+    assert len(data) == record["encryption"]["plaintext_size"]
+
+    wrong = run_module("restore", dict(job="app-db", latest=True, storage=dict(path=store, prefix="prod"),
+                                       target=dict(engine="sqlite", path=str(tmp_path / "wrong.sqlite3")),
+                                       decryption=dict(passphrase="not the passphrase at all")))
+    assert wrong.failed and "incorrect passphrase" in wrong.msg
+    assert not (tmp_path / "wrong.sqlite3").exists()
+    missing = run_module("verify", dict(manifest_key=dumped["manifest_key"], storage=dict(path=store, prefix="prod"),
+                                        deep=True))
+    assert missing.failed and "encrypted with an age passphrase: give decryption.passphrase" in missing.msg
+
+
+def test_a_plaintext_checksum_that_does_not_match_fails_verify_and_restore(run_module, tmp_path, age_key):
+    identity_file, _, public = age_key
+    _, store, dumped = sqlite_backup(run_module, tmp_path, dict(method="age", recipients=[public]))
+    manifest_path = Path(store, dumped["manifest_key"])
+    record = json.loads(manifest_path.read_text())
+    good = record["encryption"]["plaintext_sha256"]
+    record["encryption"]["plaintext_sha256"] = "0" * 64
+    manifest_path.write_text(json.dumps(record))
+    decryption = dict(identity_files=[str(identity_file)])
+    storage = dict(path=store, prefix="prod")
+    res = run_module("verify", dict(manifest_key=dumped["manifest_key"], storage=storage, deep=True,
+                                    decryption=decryption))
+    assert res.failed
+    assert "SHA-256 %s, but the manifest records plaintext_sha256 %s" % (good, "0" * 64) in res.describe()
+    target = tmp_path / "restored.sqlite3"
+    res = run_module("restore", dict(job="app-db", latest=True, storage=storage, decryption=decryption,
+                                     target=dict(engine="sqlite", path=str(target))))
+    assert res.failed and "plaintext_sha256" in res.msg
+    assert not target.exists()

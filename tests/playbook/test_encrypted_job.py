@@ -33,7 +33,9 @@ def test_encrypted_chunked_job_backs_up_and_passes_its_restore_test(tmp_path):
     proc = run_playbook(var_dir, "-e", f"@{extra}", check=0)
     (manifest_path,) = manifests(var_dir, "demo-sqlite")
     record = json.loads(manifest_path.read_text())
-    assert record["encryption"] == {"method": "age", "recipients": [public]}
+    assert {k: v for k, v in record["encryption"].items() if not k.startswith("plaintext_")} == {
+        "method": "age", "recipients": [public]}
+    assert len(record["encryption"]["plaintext_sha256"]) == 64
     assert record["artifact"].endswith(".sqlite3.zst.age") and len(record["chunks"]) == 1
     assert identity.splitlines()[-1] not in proc.stdout
 

@@ -12,13 +12,14 @@ options:
     suboptions:
       method:
         description:
-          - C(age) encrypts to age or SSH public keys (O(encryption.recipients), O(encryption.recipient_files)).
-            age reads passphrases only from a terminal, so it has no passphrase mode here.
+          - C(age) encrypts to age or SSH public keys (O(encryption.recipients), O(encryption.recipient_files)),
+            or with a passphrase (O(encryption.passphrase); C(age -p) format, scrypt).
           - C(gpg) encrypts with a passphrase (O(encryption.passphrase), symmetric) or to OpenPGP public keys
             read from files (O(encryption.recipient_files)), in a throw-away home directory (no keyring needed).
         type: str
         required: true
         choices: [age, gpg]
+        aliases: [type]
       recipients:
         description:
           - For C(age), public keys (C(age1...)) or SSH public key lines (C(ssh-ed25519 ...), C(ssh-rsa ...)).
@@ -32,7 +33,10 @@ options:
         elements: path
       passphrase:
         description:
-          - For C(gpg), the symmetric passphrase. It reaches C(gpg) through an inherited pipe, never argv or a file.
+          - A symmetric passphrase, instead of recipients.
+          - C(gpg) reads it from an inherited pipe. C(age) reads passphrases only from a terminal, so it gets a
+            private pseudo-terminal with the passphrase typed into it. Never argv, the environment or a file.
+          - For C(age), one line of at most 1000 bytes (no control characters).
         type: str
       cipher:
         description:
@@ -48,7 +52,8 @@ options:
       - The key (or passphrase) that opens an encrypted backup; the manifest says which method and
         recipients it was encrypted for. Ignored for an unencrypted backup, so a job can keep its key
         while backups from before it was encrypted are still restored.
-      - Secrets reach C(age) and C(gpg) through an inherited pipe or stdin, never argv or a file.
+      - Secrets reach C(age) and C(gpg) through an inherited pipe, stdin or (an age passphrase) a private
+        pseudo-terminal, never argv or a file.
     type: dict
     suboptions:
       identity:
@@ -62,6 +67,7 @@ options:
         elements: path
       passphrase:
         description:
-          - For C(gpg), the symmetric passphrase of the backup, or the passphrase of the OpenPGP secret key.
+          - The passphrase of a backup encrypted with one (C(age) or C(gpg)), or the passphrase of the OpenPGP
+            secret key.
         type: str
 """

@@ -15,7 +15,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.compression impo
     build_compressor,
     compressed_extension,
 )
-from ansible_collections.songmetrix.backup.plugins.module_utils.encryption import build_encryptor
+from ansible_collections.songmetrix.backup.plugins.module_utils.encryption import build_encryptor, encryption_stages
 from ansible_collections.songmetrix.backup.plugins.module_utils.encryption import extension as encryption_extension
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import (
     BackupError,
@@ -74,7 +74,7 @@ class BackupPlan(object):
         self.encryption = self.encryptor.info if self.encryptor else None
 
     def transforms(self):
-        return [self.compressor, self.encryptor.transform if self.encryptor else None]
+        return [self.compressor] + encryption_stages(self.encryptor)
 
     def close(self):
         self.storage.close()

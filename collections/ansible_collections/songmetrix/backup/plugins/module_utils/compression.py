@@ -29,14 +29,16 @@ class Transform(object):
     """One stage between the source and the sink: a child process reading stdin, writing stdout.
 
     ``secret`` (a passphrase, an identity) reaches the child through a pipe it reads as /dev/fd/N,
-    N replacing SECRET_FD in argv; it is never in argv itself.
+    N replacing SECRET_FD in argv; it is never in argv itself. With ``secret_prompts`` set, the
+    child reads it from its terminal instead, answering that many prompts (age's passphrase).
     """
 
-    def __init__(self, name, argv, info, secret=None):
+    def __init__(self, name, argv, info, secret=None, secret_prompts=0):
         self.name = name
         self.argv = argv
         self.info = info
         self.secret = secret
+        self.secret_prompts = secret_prompts
 
 
 def compressed_extension(algorithm):

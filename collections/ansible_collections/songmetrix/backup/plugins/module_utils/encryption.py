@@ -16,11 +16,49 @@ import tempfile
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.compression import SECRET_FD, Transform
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
+from ansible_collections.songmetrix.backup.plugins.module_utils.pipeline import Tap
 from ansible_collections.songmetrix.backup.plugins.module_utils.procs import child_env, find_tool, last_lines
 
 METHODS = ("age", "gpg")
 EXTENSIONS = {"age": "age", "gpg": "gpg"}
 GPG_CIPHERS = ("AES256", "AES192", "AES", "TWOFISH", "CAMELLIA256")
+
+
+PLAINTEXT = "plaintext"  # the pipeline Tap between compression and encryption
+
+
+def encryption_stages(encryptor):
+    """Stages after compression: the plaintext checksum, then the encryptor (none without encryption)."""
+    return [Tap(PLAINTEXT), encryptor.transform] if encryptor else []
+
+
+def decryption_stages(decryptor):
+    """Stages before decompression: the decryptor, then the plaintext checksum (none for a plain backup)."""
+    return [decryptor.transform, Tap(PLAINTEXT)] if decryptor else []
+
+
+def manifest_info(info, stream_result):
+    """The manifest's ``encryption``: method and recipients, plus size and SHA-256 of the plaintext (the
+    compressed stream that went into the encryptor), which decrypting the artifact must give back."""
+    if not info:
+        return info
+    info = dict(info)
+    taps = getattr(stream_result, "taps", None) or {}
+    if PLAINTEXT in taps:
+        info["plaintext_size"], info["plaintext_sha256"] = taps[PLAINTEXT]
+    return info
+
+
+def plaintext_problem(record, stream_result, what):
+    """A message when the decrypted stream is not the plaintext the manifest recorded, else None."""
+    expected = (record.get("encryption") or {}).get("plaintext_sha256")
+    if not expected or PLAINTEXT not in stream_result.taps:
+        return None  # manifests from before 0.5.0 do not record it
+    size, sha256 = stream_result.taps[PLAINTEXT]
+    if sha256 != expected:
+        return ("%s decrypted to %d bytes with SHA-256 %s, but the manifest records plaintext_sha256 %s"
+                % (what, size, sha256, expected))
+    return None
 
 
 def extension(info):
@@ -50,6 +88,14 @@ def age_fingerprint(recipient):
         return "%s SHA256:%s" % (parts[0], digest)
     raise ValidationError("age recipient %r is neither an age1... public key nor an SSH public key"
                           % (recipient[:20] + ("..." if len(recipient) > 20 else "")))
+
+
+def check_terminal_secret(secret, what):
+    """A secret typed on a terminal ends at the first line break and cannot hold control characters."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in secret):
+        raise ValidationError("%s cannot contain line breaks or control characters with age" % what)
+    if len(secret.encode("utf-8")) > 1000:
+        raise ValidationError("%s is too long for age (at most 1000 bytes)" % what)
 
 
 class _GpgHome(object):
@@ -116,15 +162,18 @@ class Encryptor(object):
 
     def _age(self):
         o = self.options
-        if o.get("passphrase"):
-            raise ValidationError("age reads a passphrase only from a terminal: use age recipients "
-                                  "(encryption.recipients or recipient_files), or method gpg with a passphrase")
         if o.get("cipher"):
             raise ValidationError("encryption.cipher is for gpg; age has one cipher (ChaCha20-Poly1305)")
         recipients = list(o.get("recipients") or [])
         files = list(o.get("recipient_files") or [])
+        if o.get("passphrase"):
+            if recipients or files:
+                raise ValidationError("age encrypts to recipients or with a passphrase, not both: drop "
+                                      "encryption.passphrase or encryption.recipients/recipient_files")
+            return self._age_passphrase(o["passphrase"])
         if not recipients and not files:
-            raise ValidationError("age encryption needs encryption.recipients or encryption.recipient_files")
+            raise ValidationError("age encryption needs encryption.recipients, encryption.recipient_files "
+                                  "or encryption.passphrase")
         fingerprints = [age_fingerprint(r.strip()) for r in recipients]
         for path in files:
             lines = _read_lines(path, "encryption.recipient_files entry")
@@ -138,6 +187,15 @@ class Encryptor(object):
             argv += ["--recipients-file", path]
         info = {"method": "age", "recipients": fingerprints}
         return Transform("age", argv, dict(info)), info
+
+    @staticmethod
+    def _age_passphrase(passphrase):
+        # age reads a passphrase only from its terminal: it gets a private one (procs.PrivateTerminal)
+        # and answers the "Enter" and "Confirm" prompts from it.
+        check_terminal_secret(passphrase, "encryption.passphrase")
+        argv = [find_tool("age", package_hint="age"), "--encrypt", "--passphrase"]
+        info = {"method": "age", "mode": "passphrase"}
+        return Transform("age", argv, dict(info), secret=passphrase, secret_prompts=2), info
 
     def _gpg(self):
         o = self.options
@@ -194,6 +252,13 @@ class Decryptor(object):
 
     @staticmethod
     def _age(info, options, what):
+        if info.get("mode") == "passphrase":
+            passphrase = options.get("passphrase")
+            if not passphrase:
+                raise ValidationError("%s is encrypted with an age passphrase: give decryption.passphrase" % what)
+            check_terminal_secret(passphrase, "decryption.passphrase")
+            argv = [find_tool("age", package_hint="age"), "--decrypt"]
+            return Transform("age -d", argv, {"method": "age"}, secret=passphrase, secret_prompts=1)
         identity, files = options.get("identity"), list(options.get("identity_files") or [])
         if not identity and not files:
             raise ValidationError("%s is encrypted with age to %s: give decryption.identity or "

@@ -3,6 +3,7 @@
 import json
 import socket
 
+from ansible_collections.songmetrix.backup.plugins.module_utils.encryption import manifest_info
 from ansible_collections.songmetrix.backup.plugins.module_utils.layout import iso_utc
 
 FORMAT_VERSION = 1
@@ -32,7 +33,7 @@ def build_manifest(job, kind, timezone, source, artifact, started, finished, com
         "raw_size": stream.raw_size if stream else None,
         "stored_size": stream.stored_size if stream else None,
         "compression": compression,
-        "encryption": encryption,
+        "encryption": manifest_info(encryption, stream),
         "sha256": stream.sha256 if stream else None,
         "chunks": [],
         "tool_version": source.tool_version,

@@ -154,21 +154,97 @@ class TailCheck(StreamCheck):
 
 
 class StreamResult(object):
-    def __init__(self, raw_size, stored_size, sha256):
+    def __init__(self, raw_size, stored_size, sha256, taps=None):
         self.raw_size = raw_size
         self.stored_size = stored_size
         self.sha256 = sha256
+        self.taps = taps or {}  # Tap name -> (size, sha256) of the bytes that passed it
+
+
+class Tap(object):
+    """A point between two transforms where the stream is counted and hashed on its way through
+    (the plaintext that enters an encryptor, or leaves a decryptor)."""
+
+    def __init__(self, name):
+        self.name = name
+
+
+class _TapStage(object):
+    """A thread in place of a child process: copies one stage's output into the next one's input,
+    hashing it. Quacks like procs.Child (stdin, stdout, wait, kill, failure) for stream()."""
+
+    def __init__(self, name, upstream):
+        self.name = "%s checksum" % name
+        self.tap_name = name
+        self.killed = False
+        self.size = 0
+        self._digest = hashlib.sha256()
+        self._error = None
+        self.stdin = None
+        if upstream is None:  # first stage: the relay writes into our own pipe
+            read_fd, write_fd = os.pipe()
+            enlarge_pipe(write_fd)
+            self.stdin = os.fdopen(write_fd, "wb")
+            upstream = os.fdopen(read_fd, "rb")
+        self._upstream = upstream
+        read_fd, write_fd = os.pipe()
+        enlarge_pipe(write_fd)
+        self.stdout = os.fdopen(read_fd, "rb")
+        self._out_fd = write_fd
+        self._thread = threading.Thread(target=self._run, name=self.name)
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _run(self):
+        try:
+            while True:
+                chunk = self._upstream.read1(CHUNK_SIZE)
+                if not chunk:
+                    break
+                self._digest.update(chunk)
+                self.size += len(chunk)
+                _write_all(self._out_fd, chunk)
+        except (OSError, ValueError) as exc:
+            self._error = exc
+        finally:
+            os.close(self._out_fd)
+            self._upstream.close()  # an upstream child still writing gets EPIPE and stops
+
+    @property
+    def sha256(self):
+        return self._digest.hexdigest()
+
+    def kill(self):
+        self.killed = True
+        try:
+            self.stdout.close()  # unblocks our write when nobody reads downstream any more
+        except OSError:
+            pass
+
+    def wait(self, timeout=None):
+        self._thread.join(timeout)
+        return 1 if self._error is not None else 0
+
+    def failure(self, rc=None):
+        if rc is None:
+            rc = self.wait()
+        if rc == 0:
+            return None
+        return "%s failed: %s" % (self.name, getattr(self._error, "strerror", None) or self._error)
 
 
 def _spawn_chain(transforms):
-    """Start the transforms connected stdout->stdin; returns the children (first takes our input)."""
+    """Start the transforms connected stdout->stdin; returns the stages (the first takes our input)."""
     children = []
     try:
         upstream = subprocess.PIPE
         for transform in transforms:
-            child = _start_transform(transform, upstream)
-            if children:
-                children[-1].stdout.close()  # the next child holds it now
+            if isinstance(transform, Tap):
+                child = _TapStage(transform.name, None if upstream is subprocess.PIPE else upstream)
+            else:
+                child = _start_transform(transform, upstream)
+                if children:
+                    children[-1].stdout.close()  # the next child holds it now
             children.append(child)
             upstream = child.stdout
     except Exception:
@@ -181,6 +257,9 @@ def _spawn_chain(transforms):
 def _start_transform(transform, stdin):
     if transform.secret is None:
         return Child(transform.name, transform.argv, stdin=stdin)
+    if transform.secret_prompts:
+        answers = (transform.secret + "\n") * transform.secret_prompts
+        return Child(transform.name, transform.argv, stdin=stdin, terminal_input=answers.encode("utf-8"))
     fd = secret_pipe(transform.secret)
     try:
         argv = [arg.replace(SECRET_FD, str(fd)) for arg in transform.argv]
@@ -227,6 +306,9 @@ def stream(producer, transforms, writer, checks=()):
     decides when a stored artifact becomes visible.
     """
     transforms = [t for t in transforms if t is not None]
+    end_taps = []
+    while transforms and isinstance(transforms[-1], Tap):
+        end_taps.append(transforms.pop().name)  # at the end, a tap sees what the main loop hashes anyway
     checks = list(checks)
     children = []
     raw_size = [0]
@@ -307,12 +389,15 @@ def stream(producer, transforms, writer, checks=()):
     source_problem = producer.failure()
     if source_problem:
         problems.append(source_problem)
+    tap_problems = []
     for child in children:
         rc = child.wait()
         if not child.killed:
             message = child.failure(rc)
             if message:
-                problems.append(message)
+                (tap_problems if isinstance(child, _TapStage) else problems).append(message)
+    if tap_problems and not problems:
+        problems.extend(tap_problems)  # a tap fails when a neighbour did: name it only when nothing else is
     if main_error:
         problems.append(main_error)
     if relay_error and not problems:
@@ -328,4 +413,7 @@ def stream(producer, transforms, writer, checks=()):
         raise StorageError(main_error, **writer_error.details)
     if problems:
         raise BackupError("; ".join(problems))
-    return StreamResult(raw_size[0], stored_size, digest.hexdigest())
+    sha256 = digest.hexdigest()
+    taps = dict((c.tap_name, (c.size, c.sha256)) for c in children if isinstance(c, _TapStage))
+    taps.update((name, (stored_size, sha256)) for name in end_taps)
+    return StreamResult(raw_size[0], stored_size, sha256, taps)

@@ -6,9 +6,11 @@ later stages did, so every child is wrapped here and waited for explicitly.
 
 import fcntl
 import os
+import pty
 import shutil
 import signal
 import subprocess
+import termios
 import threading
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
@@ -56,11 +58,13 @@ def child_env(extra=None, drop=()):
 class Child(object):
     """One running child process whose stderr is collected in the background."""
 
-    def __init__(self, name, argv, env=None, stdin=None, stdout=subprocess.PIPE, pass_fds=(), cwd=None):
+    def __init__(self, name, argv, env=None, stdin=None, stdout=subprocess.PIPE, pass_fds=(), cwd=None,
+                 terminal_input=None):
         self.name = name
         self.argv = list(argv)
         self.killed = False
         self._stderr = bytearray()
+        self._terminal = PrivateTerminal(terminal_input) if terminal_input is not None else None
         try:
             self.proc = subprocess.Popen(
                 self.argv,
@@ -71,9 +75,14 @@ class Child(object):
                 pass_fds=tuple(pass_fds),
                 close_fds=True,
                 cwd=cwd,
+                preexec_fn=self._terminal.attach if self._terminal else None,
             )
         except OSError as exc:
+            if self._terminal:
+                self._terminal.close()
             raise BackupError("cannot start %s (%s): %s" % (name, self.argv[0], exc.strerror or exc))
+        if self._terminal:
+            self._terminal.started()
         if stdout == subprocess.PIPE:
             enlarge_pipe(self.proc.stdout)
         if stdin == subprocess.PIPE:
@@ -109,6 +118,8 @@ class Child(object):
     def wait(self, timeout=None):
         rc = self.proc.wait(timeout=timeout)
         self._stderr_thread.join(timeout=10)
+        if self._terminal:
+            self._terminal.close()
         return rc
 
     def kill(self):
@@ -132,6 +143,58 @@ class Child(object):
             how = "exited with status %d" % rc
         err = last_lines(self.stderr_text())
         return "%s %s%s" % (self.name, how, (": " + err) if err else "")
+
+
+class PrivateTerminal(object):
+    """A pseudo-terminal that becomes a child's controlling terminal, with ``data`` typed into it.
+
+    For a tool that reads a secret only from /dev/tty (age's passphrase prompt): the secret waits in
+    the terminal's input queue, echo off, and never appears in argv, the environment or a file.
+    What the tool prints on the terminal (its prompts) is read and dropped.
+    """
+
+    def __init__(self, data):
+        self._master, self._slave = pty.openpty()
+        attrs = termios.tcgetattr(self._slave)
+        attrs[3] &= ~termios.ECHO
+        termios.tcsetattr(self._slave, termios.TCSANOW, attrs)
+        self._data = data
+        self._drain = None
+
+    def attach(self):
+        # Runs in the child between fork and exec: only system calls, no Python locks taken.
+        os.setsid()
+        fcntl.ioctl(self._slave, termios.TIOCSCTTY, 0)
+
+    def started(self):
+        os.close(self._slave)
+        self._slave = None
+        view = memoryview(self._data)
+        while view:
+            view = view[os.write(self._master, view):]
+        self._drain = threading.Thread(target=self._drop_output, name="pty-drain")
+        self._drain.daemon = True
+        self._drain.start()
+
+    def _drop_output(self):
+        while True:
+            try:
+                if not os.read(self._master, 4096):
+                    return
+            except OSError:  # EIO once the child closed the terminal
+                return
+
+    def close(self):
+        if self._drain is not None:
+            self._drain.join(timeout=10)
+            self._drain = None
+        for fd in (self._slave, self._master):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._slave = self._master = None
 
 
 def last_lines(text, count=6, width=2000):

@@ -18,7 +18,11 @@ from ansible_collections.songmetrix.backup.plugins.module_utils import (
     validation,
 )
 from ansible_collections.songmetrix.backup.plugins.module_utils.compression import build_decompressor
-from ansible_collections.songmetrix.backup.plugins.module_utils.encryption import Decryptor
+from ansible_collections.songmetrix.backup.plugins.module_utils.encryption import (
+    Decryptor,
+    decryption_stages,
+    plaintext_problem,
+)
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
 from ansible_collections.songmetrix.backup.plugins.module_utils.integrity import mismatch, read_digest
 from ansible_collections.songmetrix.backup.plugins.module_utils.pipeline import ThreadProducer, stream
@@ -100,15 +104,17 @@ def _streamer(storage, record, counter, decryptor):
     the manifest."""
 
     def read(writer):
-        stages = [decryptor.transform if decryptor else None,
-                  build_decompressor((record.get("compression") or {}).get("algorithm"))]
+        stages = decryption_stages(decryptor) + [build_decompressor((record.get("compression") or {}).get("algorithm"))]
         state = {}
 
         def produce(out):
             state["size"], state["sha256"] = read_stored(storage, record, out.write)
 
         try:
-            stream(ThreadProducer("read %s" % record["artifact"], produce), stages, writer, [])
+            result = stream(ThreadProducer("read %s" % record["artifact"], produce), stages, writer, [])
+            problem = plaintext_problem(record, result, "artifact " + record["artifact"])
+            if problem:
+                raise BackupError(problem)
             if hasattr(writer, "finish"):
                 writer.finish()
         except BackupError as exc:

@@ -186,7 +186,7 @@ def retention_spec():
 
 
 ENCRYPTION_OPTIONS = dict(
-    method=dict(type="str", required=True, choices=["age", "gpg"]),
+    method=dict(type="str", required=True, choices=["age", "gpg"], aliases=["type"]),
     recipients=dict(type="list", elements="str"),
     recipient_files=dict(type="list", elements="path"),
     passphrase=dict(type="str", no_log=True),

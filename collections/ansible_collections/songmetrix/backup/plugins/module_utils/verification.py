@@ -9,7 +9,11 @@ import hashlib
 
 from ansible_collections.songmetrix.backup.plugins.module_utils import catalog, layout, manifest, validation
 from ansible_collections.songmetrix.backup.plugins.module_utils.compression import Transform, build_decompressor
-from ansible_collections.songmetrix.backup.plugins.module_utils.encryption import Decryptor
+from ansible_collections.songmetrix.backup.plugins.module_utils.encryption import (
+    Decryptor,
+    decryption_stages,
+    plaintext_problem,
+)
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError
 from ansible_collections.songmetrix.backup.plugins.module_utils.integrity import (
     artifact_problem,
@@ -81,7 +85,6 @@ def _format_stages(record):
 def _deep_read(storage, record, decryptor=None):
     """Read the artifact once: hash it and push it through decryption, decompression and the format check."""
     decompressor = build_decompressor((record.get("compression") or {}).get("algorithm"))
-    decrypt = decryptor.transform if decryptor else None
     extra, checks = _format_stages(record)
     read = {}
 
@@ -89,7 +92,11 @@ def _deep_read(storage, record, decryptor=None):
         read["digest"] = read_digest(storage, record["artifact"], out.write)
 
     sink = _SinkWriter(checks)
-    stream(ThreadProducer("read %s" % record["artifact"], produce), [decrypt, decompressor] + extra, sink, [])
+    result = stream(ThreadProducer("read %s" % record["artifact"], produce),
+                    decryption_stages(decryptor) + [decompressor] + extra, sink, [])
+    problem = plaintext_problem(record, result, "artifact " + record["artifact"])
+    if problem:
+        raise BackupError(problem)
     for check in checks:
         message = check.finish(sink.size)
         if message:
