@@ -244,7 +244,7 @@ def ping_body(event, log_text=None):
     parts = [title(event)]
     parts.extend("%s: %s" % (label, value) for label, value in facts(event) if label not in ("Job", "Host"))
     if event.get("message"):
-        parts.extend(["", event["message"]])
+        parts.extend(["", event["message"].rstrip("\n")])
     if log_text:
-        parts.extend(["", "--- log ---", log_text])
+        parts.extend(["", "--- log ---", log_text.rstrip("\n")])
     return tail_utf8("\n".join(parts) + "\n", PING_BODY_LIMIT)

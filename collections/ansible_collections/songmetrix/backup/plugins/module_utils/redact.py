@@ -13,10 +13,11 @@ MASK = "********"
 # URIs with user:password@ (the user is kept, the password masked).
 _URI_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@\s]*@")
 # key=value / key: value pairs whose key names a secret (word boundary, so manifest_key=... is kept);
-# a bare "key" only with "=", so "key: prod/job/..." (a storage key) stays readable.
+# a bare "key" only with "=", so "key: prod/job/..." (a storage key) stays readable. PGPASSWORD=, MYSQL_PWD=
+# and the like match through the name prefix.
 _KEY_VALUE_SECRET = re.compile(
-    r"(?i)\b(password|passwd|pwd|secret|secret_key|access_key|api_key|apikey|private_key|token|"
-    r"access_token|auth_token|passphrase|client_secret|(?:key(?=\s*=)))(\"?\s*[=:]\s*\"?)([^\s\"']+)"
+    r"(?i)\b([A-Za-z0-9_]*?(?:password|passwd|pwd|secret|token|passphrase|api_?key|access_key|private_key)"
+    r"|key(?=\s*=))(\"?\s*[=:]\s*\"?)([^\s\"']+)"
 )
 _BEARER = re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{8,}")
 # AWS access key ids and the like: fixed prefixes that are never anything else.

@@ -222,8 +222,10 @@ would_log:
   type: dict
 """
 
+from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError
 from ansible_collections.songmetrix.backup.plugins.module_utils.module_base import BackupModule
 from ansible_collections.songmetrix.backup.plugins.module_utils.notification import run_notify
+from ansible_collections.songmetrix.backup.plugins.module_utils.redact import redact_data
 
 EVENTS = ["start", "success", "failure"]
 
@@ -262,7 +264,20 @@ def main():
         ),
         supports_check_mode=True,
     )
-    module.run(lambda m: run_notify(m.params, check_mode=m.check_mode, secrets=m._secrets()))
+    module.run(_notify)
+
+
+def _notify(module):
+    # The echo of the arguments (ansible-core < 2.21) is redacted too: message, details and log
+    # may hold what the module masks everywhere else.
+    invocation = {"module_args": redact_data(module.params, module._secrets())}
+    try:
+        result = run_notify(module.params, check_mode=module.check_mode, secrets=module._secrets())
+    except BackupError as exc:
+        exc.details.setdefault("invocation", invocation)
+        raise
+    result["invocation"] = invocation
+    return result
 
 
 if __name__ == "__main__":
