@@ -7,11 +7,8 @@ tokens live in its path): it is never put in an error message; callers report re
 import socket
 import time
 
-try:  # Python 3 only; kept importable for ansible-test's compile checks
-    from urllib.error import HTTPError, URLError
-    from urllib.request import HTTPRedirectHandler, Request, build_opener
-except ImportError:  # pragma: no cover
-    HTTPError = URLError = HTTPRedirectHandler = Request = build_opener = None
+from urllib.error import HTTPError, URLError
+from urllib.request import HTTPRedirectHandler, Request, build_opener
 
 USER_AGENT = "songmetrix.backup-notify/1"
 RETRY_DELAY = 1.0  # seconds before the single retry
