@@ -121,7 +121,7 @@ def _s3_settings(storage, result, notes):
         retention = (config.get("Rule") or {}).get("DefaultRetention")
         if retention:
             result["object_lock_default"] = dict(
-                (k.lower(), v) for k, v in retention.items() if k in ("Mode", "Days", "Years"))
+                (k.lower(), v) for k, v in retention.items() if k in ("Mode", "Days", "Years") and v)
     except ClientError as exc:
         status, code = error_code(exc)
         if code == "ObjectLockConfigurationNotFoundError":
