@@ -10,6 +10,7 @@ Nothing else is written, and nothing but the probe is ever deleted. Check mode r
 connect, free space, bucket settings; no probe.
 """
 
+import errno
 import os
 import posixpath
 import re
@@ -77,14 +78,16 @@ def _sftp_free(storage, notes):
 
     try:
         sftp = storage._session()  # pylint: disable=protected-access
-        target = path
-        try:
-            fields = ask(sftp)
-        except IOError:
-            # the base folder may not exist yet: ask for its nearest existing parent
-            target = posixpath.dirname(path.rstrip("/")) or "/"
-            path = target
-            fields = ask(sftp)
+        while True:
+            try:
+                fields = ask(sftp)
+                break
+            except IOError as exc:
+                # the base folder may not exist yet: ask for its nearest existing parent
+                parent = posixpath.dirname(path.rstrip("/"))
+                if exc.errno != errno.ENOENT or parent in ("", path):
+                    raise
+                path = parent
     except (IOError, EOFError, paramiko.SSHException, struct.error) as exc:
         notes.append("free space unknown: the SFTP server does not answer statvfs@openssh.com (%s)" % exc)
         return None, None
