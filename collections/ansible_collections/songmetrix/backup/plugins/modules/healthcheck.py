@@ -7,26 +7,26 @@ module: healthcheck
 short_description: Check that a backup source and its storage work, and count failures in a row
 version_added: 0.5.0
 description:
-  - B(Source): connects with the engine's own client, exactly as M(songmetrix.backup.dump) does
+  - 'B(Source): connects with the engine''s own client, exactly as M(songmetrix.backup.dump) does
     (same O(source) dict, same checks), reads the server version, times a trivial query
     (C(SELECT 1); the time includes starting the client) and reads the database size
     (C(pg_database_size); data and index lengths from C(information_schema) for MySQL/MariaDB;
     the file size for SQLite; the apparent size of the files for C(files); the allocated file
-    size for SQL Server; not measured for MongoDB).
-  - B(Storage): writes a small probe object C(<prefix>/.healthcheck/<host>-<random>), reads it back
+    size for SQL Server; not measured for MongoDB).'
+  - 'B(Storage): writes a small probe object C(<prefix>/.healthcheck/<host>-<random>), reads it back
     and compares it, then deletes it; each step is reported. Once the write was attempted the
     delete is attempted too, on every failure path. On S3 the exact version written is deleted, so
     a versioned bucket keeps nothing of it; with O(storage.object_lock) or a bucket default
-    retention no probe is written (it could not be deleted). Backup objects are never touched.
+    retention no probe is written (it could not be deleted). Backup objects are never touched.'
   - Also free space (local C(statvfs); SFTP C(statvfs@openssh.com) where the server offers it) and,
     for S3, the bucket's versioning and Object Lock configuration (C(unknown) when access is denied).
-  - B(Status) per part and overall (the worst): C(healthy), C(warning) (a threshold reached) or
+  - 'B(Status) per part and overall (the worst): C(healthy), C(warning) (a threshold reached) or
     C(critical) (unreachable, a failed probe step, a critical threshold). A problem of the source
-    or storage never fails the task; it is the result. Bad options do.
-  - B(Failures in a row): with O(state_dir), a critical run adds one to the check's count of
+    or storage never fails the task; it is the result. Bad options do.'
+  - 'B(Failures in a row): with O(state_dir), a critical run adds one to the check''s count of
     consecutive failures, a run that is not critical resets it. RV(alert) is true on exactly the
     run that reaches O(alert_after) failures in a row, RV(recovered) on the first run after an
-    alert that is not critical.
+    alert that is not critical.'
 author:
   - songmetrix engineering (@songmetrix)
 extends_documentation_fragment:
@@ -96,9 +96,8 @@ attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
-    details:
-      - Connects and reads only; writes no probe object and no state file. The result shows what
-        the state would become, and C(changed) whether the state file would be rewritten.
+    details: Connects and reads only; writes no probe object and no state file. The result shows what
+      the state would become, and C(changed) whether the state file would be rewritten.
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in diff_mode).
     support: none
