@@ -22,7 +22,9 @@ description:
     for S3, the bucket's versioning and Object Lock configuration (C(unknown) when access is denied).
   - 'B(Status) per part and overall (the worst): C(healthy), C(warning) (a threshold reached) or
     C(critical) (unreachable, a failed probe step, a critical threshold). A problem of the source
-    or storage never fails the task; it is the result. Bad options do.'
+    or storage never fails the task; it is the result, and so is a source or storage option that
+    M(songmetrix.backup.dump) would refuse (with its message). Bad O(thresholds), O(alert_after) or
+    O(state_dir) fail the task.'
   - 'B(Failures in a row): with O(state_dir), a critical run adds one to the check''s count of
     consecutive failures, a run that is not critical resets it. RV(alert) is true on exactly the
     run that reaches O(alert_after) failures in a row, RV(recovered) on the first run after an
