@@ -37,7 +37,8 @@ NO_LOG_OPTION_NAMES = frozenset({
     "passphrase", "identity", "url",
 })
 
-_URI_CREDENTIALS = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@\s]*@")
+# "scheme:/user:pass@" too: a connection string that went through path normalisation lost a slash.
+_URI_CREDENTIALS = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*:/{1,3})(?P<user>[^:/@\s]*):[^@\s]*@")
 _PAIR_SECRET = re.compile(
     r"(?i)(?P<name>\b[\w.-]*(?:password|passwd|pwd|secret|token|passphrase|api[_-]?key|access[_-]?key"
     r"|secret[_-]?key|private[_-]?key))(?P<sep>\s*[=:]\s*)(?P<value>\"[^\"]*\"|'[^']*'|[^\s,;&]+)"
