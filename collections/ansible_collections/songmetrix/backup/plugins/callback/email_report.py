@@ -445,10 +445,13 @@ def _in_role(task, name=ROLE_NAME):
 
 
 def _plain_args(result):
-    fields = getattr(result, "task_fields", None) or {}
-    args = fields.get("args")
+    """The task's arguments, templated (the task object a callback gets is the one that ran).
+
+    Not result.task_fields (deprecated in 2.21) and not the result's `invocation` (gone in 2.21).
+    """
+    args = getattr(result.task, "args", None)
     if not isinstance(args, dict):
-        args = getattr(result.task, "args", None) or {}
+        return {}
     return {k: v for k, v in args.items() if not str(k).startswith("_ansible_")}
 
 
@@ -459,14 +462,19 @@ def _result_dict(result):
     return data if isinstance(data, dict) else {}
 
 
-def step_from_result(module, args, data, status, task_name):
+def step_from_result(module, args, data, status, task_name, item=None):
     """One step (a module result) as {job, status, data..., error} or None when not reported."""
     censored = "censored" in data
     manifest = data.get("manifest") if isinstance(data.get("manifest"), dict) else {}
     source = args.get("source") if isinstance(args.get("source"), dict) else {}
-    job = manifest.get("job") or data.get("job") or args.get("job") or args.get("name") or data.get("name")
+    source = {k: v for k, v in source.items() if not (isinstance(v, str) and "{{" in v)}
+    job = manifest.get("job") or data.get("job")
+    for candidate in (args.get("job"), args.get("name"), data.get("name")):
+        # In a loop the task's arguments are not templated per item: "{{ item }}" is no job name.
+        if not job and isinstance(candidate, str) and candidate and "{{" not in candidate:
+            job = candidate
     if not job:
-        job = "%s: %s" % (module, task_name)
+        job = "%s: %s" % (module, task_name) + (" (%s)" % item if item not in (None, "") else "")
     if status != STATUS_FAILED and module in INFO_MODULES:
         return None
     step = {
@@ -621,13 +629,13 @@ class CallbackModule(CallbackBase):
         except Exception:  # collecting secrets must never break the run
             pass
 
-    def _record(self, result, status, ignore_errors=False):
+    def _record(self, result, status, ignore_errors=False, item=None):
         try:
-            self._record_unsafe(result, status, ignore_errors)
+            self._record_unsafe(result, status, ignore_errors, item)
         except Exception as exc:  # a report must never break the run
             self._display.vvv("songmetrix.backup.email_report: could not record a result: %s" % exc)
 
-    def _record_unsafe(self, result, status, ignore_errors):
+    def _record_unsafe(self, result, status, ignore_errors, item):
         host = result.host.get_name()
         args = _plain_args(result)
         self._remember_secrets(args)
@@ -646,29 +654,33 @@ class CallbackModule(CallbackBase):
                 self._last_failure[host] = "%s: %s" % (result.task_name, message)
             return
         self._relevant = True
-        loop = data.get("results")
-        items = loop if isinstance(loop, list) and loop else [data]
-        for item in items:
-            if not isinstance(item, dict) or item.get("skipped"):
-                continue
-            if item is data:
-                item_status = status
-            elif item.get("failed"):
-                item_status = STATUS_FAILED
-            else:
-                item_status = STATUS_CHANGED if item.get("changed") else STATUS_OK
-            item_args = args
-            if item is not data and isinstance(item.get("invocation"), dict):
-                item_args = item["invocation"].get("module_args") or args
-            step = step_from_result(module, item_args, item, item_status, result.task_name)
-            if step is not None:
-                self._steps.setdefault(host, []).append(step)
+        if isinstance(data.get("results"), list):
+            return  # a loop: each item came through v2_runner_item_on_ok/failed
+        step = step_from_result(module, args, data, status, result.task_name, item=item)
+        if step is not None:
+            self._steps.setdefault(host, []).append(step)
 
     def v2_runner_on_ok(self, result):
         self._record(result, STATUS_CHANGED if _result_dict(result).get("changed") else STATUS_OK)
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
         self._record(result, STATUS_FAILED, ignore_errors=bool(ignore_errors))
+
+    def _item_label(self, result):
+        data = _result_dict(result)
+        label = data.get("_ansible_item_label", data.get("item"))
+        if isinstance(label, dict):
+            label = label.get("name") or label.get("job") or ""
+        return label if isinstance(label, (str, int, float)) else ""
+
+    def v2_runner_item_on_ok(self, result):
+        data = _result_dict(result)
+        self._record(result, STATUS_CHANGED if data.get("changed") else STATUS_OK, item=self._item_label(result))
+
+    def v2_runner_item_on_failed(self, result):
+        # Only this collection's items count here: a failed loop of another module ends in
+        # v2_runner_on_failed, which records it for the host.
+        self._record(result, STATUS_FAILED, ignore_errors=True, item=self._item_label(result))
 
     def v2_runner_on_unreachable(self, result):
         try:

@@ -241,8 +241,8 @@ class FakeResult:
     def __init__(self, host, action, result, args=None, name="task", role=None, no_log=False):
         self.host = FakeHost(host)
         self.task = FakeTask(action, role, no_log)
+        self.task.args = dict(args or {}, _ansible_no_log=no_log)
         self.result = result
-        self.task_fields = {"args": dict(args or {}, _ansible_no_log=no_log)}
         self.task_name = name
 
 
@@ -300,6 +300,22 @@ def test_no_backup_task_no_mail_and_send_on(monkeypatch):
             callback.v2_runner_on_ok(FakeResult("h", "songmetrix.backup.dump", result))
         callback.v2_playbook_on_stats(FakeStats())
         assert len(sent) == expect, (send_on, status)
+
+
+def test_loop_items_are_rows(monkeypatch):
+    callback = plugin()
+    sent = []
+    monkeypatch.setattr(callback, "_send", lambda message, opts: sent.append(message))
+    args = {"job": "{{ item }}", "source": {"engine": "files", "path": "/srv/{{ item }}"}}
+    ok = FakeResult("h", "songmetrix.backup.dump", {"changed": True, "item": "a", "manifest": {"job": "a"}}, args)
+    bad = FakeResult("h", "songmetrix.backup.dump", {"msg": "no such path", "item": "b"}, args, name="Dumps")
+    callback.v2_runner_item_on_ok(ok)
+    callback.v2_runner_item_on_failed(bad)
+    callback.v2_runner_on_failed(FakeResult("h", "songmetrix.backup.dump", {"results": [ok.result, bad.result]},
+                                            args, name="Dumps"))
+    rows = er.build_rows(callback._steps, {}, {}, set(), {})
+    assert [(r["job"], r["status"], r["errors"], r["database"]) for r in rows] == [
+        ("dump: Dumps (b)", "failed", ["dump: no such path"], None), ("a", "changed", [], None)]
 
 
 def test_smtp_down_is_a_warning(monkeypatch):
