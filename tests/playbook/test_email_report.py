@@ -1,0 +1,254 @@
+"""The email_report callback against a real SMTP server (aiosmtpd) on 127.0.0.1.
+
+Each test writes a small inventory and playbook under tmp_path (two local hosts, jobs with local
+storage, the backup_run role plus a direct no_log dump task), runs ansible-playbook from the
+checkout with the callback enabled through ANSIBLE_CALLBACKS_ENABLED and its options in the
+environment, and reads what the server received.
+"""
+
+import email
+import email.policy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+
+from tests.servers import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+SECRET = "Pw-9d41c7e2-b55f-4e0e-email-must-never-show-it"
+CALLBACK = "songmetrix.backup.email_report"
+
+pytestmark = pytest.mark.slow
+
+
+class Mailbox:
+    """aiosmtpd handler: keeps every message it is given."""
+
+    def __init__(self):
+        self.envelopes = []
+
+    async def handle_DATA(self, server, session, envelope):  # aiosmtpd's hook name
+        self.envelopes.append(envelope)
+        return "250 OK"
+
+    def messages(self):
+        return [email.message_from_bytes(env.content, policy=email.policy.default) for env in self.envelopes]
+
+
+@pytest.fixture
+def smtp():
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield controller, box
+    finally:
+        controller.stop()
+
+
+def _ansible_playbook():
+    found = shutil.which("ansible-playbook", path=str(Path(sys.executable).parent))
+    if not found:
+        pytest.fail(f"ansible-playbook not found next to {sys.executable}")
+    return found
+
+
+def write_run(tmp_path, jobs, direct_no_log_task=False, fail_on_error=False):
+    """Inventory and playbook under tmp_path; returns (inventory, playbook)."""
+    data = tmp_path / "data" / "files"
+    (data / "sub").mkdir(parents=True)
+    (data / "a.txt").write_text("hello\n" * 200)
+    (data / "sub" / "b.txt").write_text("world\n" * 200)
+    inventory = tmp_path / "hosts.yml"
+    host = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
+    inventory.write_text(json.dumps({"all": {"hosts": {"db-a": host, "db-b": host}}}))
+    plays = [{
+        "name": "Back up",
+        "hosts": "all",
+        "gather_facts": False,
+        "vars": {
+            "backup_run_fail_on_error": fail_on_error,
+            # Each host its own storage: both hosts back up the same jobs in the same second.
+            "storage": {"type": "local", "path": str(tmp_path / "backups") + "/{{ inventory_hostname }}"},
+            "songmetrix_backup_jobs": jobs,
+        },
+        "roles": ["backup_run"],
+    }]
+    if direct_no_log_task:
+        plays.append({
+            "name": "A direct dump with a password, no_log",
+            "hosts": "db-a",
+            "gather_facts": False,
+            "tasks": [{
+                "name": "Dump with a password",
+                "block": [{
+                    "name": "Dump pg-direct",
+                    "songmetrix.backup.dump": {
+                        "job": "pg-direct",
+                        "source": {"engine": "postgresql", "host": "127.0.0.1", "port": 9, "user": "backup",
+                                   "password": SECRET, "database": "orders", "connect_timeout": 2},
+                        "storage": {"type": "local", "path": str(tmp_path / "backups" / "direct")},
+                    },
+                    "no_log": True,
+                }],
+                "rescue": [{"name": "Carry on", "ansible.builtin.debug": {"msg": "rescued"}}],
+            }],
+        })
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(json.dumps(plays))
+    return inventory, playbook
+
+
+def files_job(name, path):
+    return {"name": name, "source": {"engine": "files", "path": str(path)}, "storage": "{{ storage }}"}
+
+
+def run(tmp_path, inventory, playbook, **options):
+    env = dict(os.environ)
+    for key in list(env):
+        if key.startswith("SONGMETRIX_BACKUP_EMAIL_"):
+            del env[key]
+    env.update(
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_HOME=str(tmp_path / "ansible-home"),
+        ANSIBLE_CALLBACKS_ENABLED=CALLBACK,
+        PATH=str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""),
+    )
+    env.pop("ANSIBLE_FORCE_COLOR", None)
+    env.update({f"SONGMETRIX_BACKUP_EMAIL_{key.upper()}": str(value) for key, value in options.items()})
+    argv = [_ansible_playbook(), "-i", str(inventory), str(playbook)]
+    return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def parts(message):
+    found = {}
+    for part in message.walk():
+        if part.get_content_maintype() == "text":
+            found[part.get_content_type()] = part.get_content()
+    return found
+
+
+def manifests(tmp_path, host, job):
+    return sorted((tmp_path / "backups" / host / job).rglob("*.manifest.json"))
+
+
+def test_one_mail_failures_first_no_secret(smtp, tmp_path):
+    controller, box = smtp
+    # A connection string with credentials inside a job's path (not a pathlib join: keep the "//").
+    secret_path = f"{tmp_path}/missing/postgresql://backup:{SECRET}@db.internal/orders"
+    jobs = [files_job("files-ok", tmp_path / "data" / "files"), files_job("files-missing", secret_path)]
+    inventory, playbook = write_run(tmp_path, jobs, direct_no_log_task=True)
+    proc = run(tmp_path, inventory, playbook, smtp_host="127.0.0.1", smtp_port=controller.port,
+               to="ops@example.com, dba@example.com", cc="audit@example.com", environment="test",
+               **{"from": "backup@example.com"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[WARNING]: songmetrix.backup.email_report" not in proc.stdout + proc.stderr
+
+    assert len(box.envelopes) == 1
+    envelope = box.envelopes[0]
+    assert sorted(envelope.rcpt_tos) == ["audit@example.com", "dba@example.com", "ops@example.com"]
+    (message,) = box.messages()
+    # db-a: files-ok, files-missing, pg-direct (no_log, rescued); db-b: files-ok, files-missing.
+    assert message["Subject"] == "[backup] FAILED 3/5 jobs - test"
+    assert message["From"] == "backup@example.com"
+    body = parts(message)
+    assert set(body) == {"text/plain", "text/html"}
+
+    # No secret anywhere: not in the raw message, not in any decoded part, not in the envelope.
+    raw = envelope.original_content if envelope.original_content else envelope.content
+    assert SECRET.encode() not in raw
+    for text in body.values():
+        assert SECRET not in text
+        assert "postgresql://backup:***@db.internal/orders" in text
+
+    for host in ("db-a", "db-b"):
+        (manifest_path,) = manifests(tmp_path, host, "files-ok")
+        manifest = json.loads(manifest_path.read_text())
+        for kind, text in body.items():
+            assert manifest["sha256"][:12] in text, kind
+            assert manifest["sha256"][:13] not in text, kind
+            assert f"files-ok/{manifest_path.relative_to(tmp_path / 'backups' / host / 'files-ok')}" in text
+
+    plain = body["text/plain"]
+    # A table per host; in each, failed rows before the successful one.
+    sections = re.split(r"^Host: ", plain, flags=re.M)[1:]
+    assert [s.splitlines()[0] for s in sections] == ["db-a", "db-b"]
+    for section in sections:
+        assert section.index("files-missing") < section.index("files-ok")
+        assert section.index("FAILED") < section.index("changed")
+    assert "pg-direct" in sections[0]
+    assert "details hidden (no_log)" in sections[0]
+    assert "does not exist or is not a directory" in plain
+
+    page = body["text/html"]
+    assert "<table" in page and "<link" not in page and "<script" not in page and "src=" not in page
+    for section in page.split("<h3")[1:]:
+        assert section.index("files-missing") < section.index("files-ok")
+    assert page.index("Host: db-a") < page.index("Host: db-b")
+
+
+def test_send_on_failure_with_all_ok_sends_nothing(smtp, tmp_path):
+    controller, box = smtp
+    inventory, playbook = write_run(tmp_path, [files_job("files-ok", tmp_path / "data" / "files")])
+    proc = run(tmp_path, inventory, playbook, smtp_host="127.0.0.1", smtp_port=controller.port,
+               to="ops@example.com", send_on="failure")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert box.envelopes == []
+    assert len(manifests(tmp_path, "db-a", "files-ok")) == 1
+
+
+def test_smtp_down_is_a_warning(tmp_path):
+    closed = free_port()  # nothing listens there
+    jobs = [files_job("files-ok", tmp_path / "data" / "files"), files_job("files-missing", tmp_path / "nowhere")]
+    inventory, playbook = write_run(tmp_path, jobs, fail_on_error=True)
+    proc = run(tmp_path, inventory, playbook, smtp_host="127.0.0.1", smtp_port=closed, to="ops@example.com",
+               timeout=5)
+    output = proc.stdout + proc.stderr
+    # The run's own result (a job failed: rc 2), not a crash of the callback.
+    assert proc.returncode == 2, output
+    assert "1 of 2 backup job(s) failed on db-a" in output
+    assert "songmetrix.backup.email_report: no mail sent to 127.0.0.1:%d" % closed in output
+    assert "Traceback" not in output
+
+    proc = run(tmp_path, inventory, playbook, smtp_host="127.0.0.1", smtp_port=closed, to="ops@example.com",
+               timeout=5, send_on="sometimes")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "songmetrix.backup.email_report: invalid option" in proc.stdout + proc.stderr
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_login_and_refused_login(tmp_path):
+    box = Mailbox()
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        ok = auth_data.login == b"reporter" and auth_data.password == SECRET.encode()
+        return AuthResult(success=ok, handled=False)
+
+    controller = Controller(box, hostname="127.0.0.1", port=free_port(), authenticator=authenticator,
+                            auth_required=True, auth_require_tls=False, auth_exclude_mechanism=["LOGIN"])
+    controller.start()
+    try:
+        inventory, playbook = write_run(tmp_path, [files_job("files-ok", tmp_path / "data" / "files")])
+        proc = run(tmp_path, inventory, playbook, smtp_host="127.0.0.1", smtp_port=controller.port,
+                   to="ops@example.com", user="reporter", password=SECRET)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        (message,) = box.messages()
+        assert message["Subject"] == "[backup] CHANGED 2/2 jobs"
+        assert SECRET.encode() not in box.envelopes[0].content
+
+        proc = run(tmp_path, inventory, playbook, smtp_host="127.0.0.1", smtp_port=controller.port,
+                   to="ops@example.com", user="reporter", password="wrong-password", timeout=10)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "refused the login of reporter" in proc.stdout + proc.stderr
+        assert len(box.envelopes) == 1
+    finally:
+        controller.stop()
