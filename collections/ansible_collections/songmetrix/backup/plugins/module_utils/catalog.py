@@ -58,7 +58,17 @@ def _stem_of(key, stems):
     if not match:
         return None
     stem = "%s/%s" % (folder, match.group(1)) if folder else match.group(1)
-    return stem if stem in stems else None
+    if stem in stems:
+        return stem
+    # An object in a folder of a backup's own: '<stem>.<name>/<path>' (Supabase Storage objects).
+    parts = key.split("/")
+    for index in range(len(parts) - 1):
+        match = _OBJECT_NAME_RE.match(parts[index])
+        if match:
+            stem = "/".join(parts[:index] + [match.group(1)])
+            if stem in stems and layout.key_in_backup(stem, key):
+                return stem
+    return None
 
 
 def list_backups(storage, prefix="", job=None, kind=None, since=None, until=None):
