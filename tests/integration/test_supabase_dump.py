@@ -48,6 +48,7 @@ ALTER TABLE public.posts ENABLE ROW LEVEL SECURITY;
 CREATE POLICY read_all ON public.posts FOR SELECT TO anon USING (true);
 """
 
+KEYS = dict(storage_access_key="AKIDEXAMPLE", storage_secret_key="wJalrXUtnFEMIEXAMPLEKEY")
 USER_TABLES = ["public.profiles", "public.posts", "app.settings"]
 
 
@@ -323,10 +324,10 @@ def test_connection_string_and_check_mode(pg_server, project, run_module, tmp_pa
     (dict(host="aws-0-eu-central-1.pooler.supabase.com", port=6543), "transaction pooler"),
     (dict(supabase=dict(storage_buckets=["avatars"])), "needs source.supabase.storage_endpoint"),
     (dict(supabase=dict(storage_buckets=["all", "x"], storage_endpoint="https://x.supabase.co/storage/v1/s3",
-                        storage_region="eu", storage_access_key="AKIDEXAMPLE", storage_secret_key="wJalrXUtnFEMIEXAMPLEKEY")),
+                        storage_region="eu", **KEYS)),
      "'all' cannot be combined"),
     (dict(supabase=dict(storage_buckets=["../up"], storage_endpoint="https://x/storage/v1/s3",
-                        storage_region="eu", storage_access_key="AKIDEXAMPLE", storage_secret_key="wJalrXUtnFEMIEXAMPLEKEY")),
+                        storage_region="eu", **KEYS)),
      "is not a bucket name"),
     (dict(supabase=dict(storage_region="eu")), "only used with source.supabase.storage_buckets"),
 ])

@@ -25,7 +25,8 @@ def database(pg_server):
     name = "supa_st_" + uuid.uuid4().hex[:8]
     pg_server.create_database(name)
     pg_server.psql("CREATE SCHEMA auth; CREATE TABLE auth.users (id int PRIMARY KEY); "
-                   "CREATE TABLE public.notes (id int PRIMARY KEY, body text); INSERT INTO public.notes VALUES (1, 'x');",
+                   "CREATE TABLE public.notes (id int PRIMARY KEY, body text); "
+                   "INSERT INTO public.notes VALUES (1, 'x');",
                    dbname=name)
     yield name
     pg_server.drop_database(name)

@@ -297,10 +297,14 @@ options:
             type: list
             elements: str
           storage_endpoint:
-            description: Storage's S3 endpoint, C(https://<ref>.supabase.co/storage/v1/s3). Needed with O(source.supabase.storage_buckets).
+            description:
+              - Storage's S3 endpoint, C(https://<ref>.supabase.co/storage/v1/s3).
+              - Needed with O(source.supabase.storage_buckets).
             type: str
           storage_region:
-            description: The project's region, as Storage's S3 connection settings show it. Needed with O(source.supabase.storage_buckets).
+            description:
+              - The project's region, as Storage's S3 connection settings show it.
+              - Needed with O(source.supabase.storage_buckets).
             type: str
           storage_access_key:
             description: Access key ID of a Storage S3 access key. Needed with O(source.supabase.storage_buckets).
