@@ -177,3 +177,31 @@ def test_check_mode_reads_buckets_and_writes_nothing(pg_server, database, s3_ser
                                   storage=dict(path=str(root))), check_mode=True)
     assert res.rc == 0, res.describe()
     assert not root.exists()
+
+
+def test_encrypted_job_encrypts_attachments_and_objects(pg_server, database, s3_server, storage_buckets, run_module,
+                                                        tmp_path):
+    import subprocess
+
+    identity = tmp_path / "key.txt"
+    subprocess.run(["age-keygen", "-o", str(identity)], check=True, capture_output=True)
+    public = [line.split(": ")[1] for line in identity.read_text().splitlines() if "public key" in line][0]
+    root = str(tmp_path / "store")
+    res = run_module("dump", dict(job="supa-age", storage=dict(path=root), encryption=dict(method="age",
+                                                                                           recipients=[public]),
+                                  source=source(pg_server, database, s3_server, storage_buckets[1:],
+                                                roles=True, managed_schemas=True)))
+    assert res.rc == 0, res.describe()
+    items = res.result["manifest"]["attachments"]
+    assert sorted(i["role"] for i in items) == ["managed-schema", "roles", "storage-object"]
+    for item in items:
+        suffix = ".age" if item["role"] == "storage-object" else ".sql.zst.age"
+        assert item["key"].endswith(suffix), item
+        with open(os.path.join(root, item["key"]), "rb") as handle:
+            assert handle.read(21) == b"age-encryption.org/v1"
+    obj = [i for i in items if i["role"] == "storage-object"][0]
+    plain = subprocess.run(["age", "-d", "-i", str(identity), os.path.join(root, obj["key"])], check=True,
+                           stdout=subprocess.PIPE).stdout
+    assert plain == b"only" and obj["raw_size"] == 4
+    ok = run_module("verify", dict(manifest_key=res.result["manifest_key"], storage=dict(path=root)))
+    assert ok.rc == 0, ok.describe()
