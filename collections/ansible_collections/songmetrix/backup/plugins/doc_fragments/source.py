@@ -18,10 +18,12 @@ options:
             (or C(mysqldump) when it is missing); C(sqlite) takes an online copy with SQLite's backup API;
             C(files) writes a tar stream of a directory; C(mongodb) runs C(mongodump --archive) (MongoDB
             Database Tools 100.3.0 or later), see O(source.mongodb); C(mssql) runs C(BACKUP DATABASE)
-            through C(sqlcmd) (see O(source.mssql)).
+            through C(sqlcmd) (see O(source.mssql)); C(supabase) runs C(pg_dump) against a Supabase
+            project's PostgreSQL and keeps roles, managed schemas and Storage objects beside it (see
+            O(source.supabase)).
         type: str
         required: true
-        choices: [postgresql, mysql, mariadb, sqlite, files, mongodb, mssql]
+        choices: [postgresql, mysql, mariadb, sqlite, files, mongodb, mssql, supabase]
       host:
         description: Database server host name or address; the local socket when omitted.
         type: str
@@ -233,4 +235,81 @@ options:
             type: str
             default: auto
             choices: [auto, odbc, go]
+      supabase:
+        description:
+          - Options of the C(supabase) engine (a Supabase project's PostgreSQL). The connection is
+            O(source.supabase.connection_string), or O(source.host), O(source.port), O(source.user),
+            O(source.password) and O(source.database) (C(postgres) when omitted); use the direct
+            connection (C(db.<ref>.supabase.co)) or the session pooler (port 5432), never the transaction
+            pooler (port 6543, refused). O(source.ssl_mode) defaults to C(require) for this engine. The
+            password reaches the tools in E(PGPASSWORD), never on a command line.
+          - The artifact is C(pg_dump) of the user's schemas and their data, every Supabase-managed schema
+            excluded (C(auth), C(storage), C(extensions), C(realtime), C(graphql), C(graphql_public), C(vault),
+            C(pgsodium), C(supabase_functions), C(supabase_migrations), C(net), C(cron), C(pgbouncer),
+            C(_realtime), C(_analytics) and the others the Supabase CLI leaves out). The other options of
+            the PostgreSQL engine (O(source.format), O(source.include), O(source.exclude_schemas), ...) apply.
+          - Beside it, as attachments of the same backup (keys sharing the manifest's stem, listed in the
+            manifest's C(attachments) with size and SHA-256, compressed and encrypted like the artifact) come
+            C(roles), C(managed-schema), C(managed-data) and one C(storage-object) per copied Storage object.
+        type: dict
+        suboptions:
+          connection_string:
+            description:
+              - The project's connection string, C(postgresql://user:password@host:port/database?sslmode=...);
+                a secret, never logged. Only C(sslmode) and C(connect_timeout) may follow the C(?).
+              - Cannot be combined with O(source.host), O(source.port), O(source.user), O(source.password)
+                or O(source.database).
+            type: str
+          roles:
+            description:
+              - Keep the roles attachment, C(pg_dumpall --roles-only --no-role-passwords), with the
+                roles Supabase reserves (C(anon), C(authenticated), C(service_role), C(postgres),
+                C(supabase_admin), ...) commented out.
+            type: bool
+            default: true
+          managed_schemas:
+            description:
+              - Keep the managed-schema attachment, C(pg_dump --schema-only) of the managed schemas that exist
+                and that the user may read.
+            type: bool
+            default: true
+          managed_data:
+            description:
+              - Keep the managed-data attachment, C(pg_dump --data-only) of C(auth), C(storage) and
+                C(supabase_functions) (users, bucket and object records), without their migration history,
+                as the Supabase CLI's data dump does.
+            type: bool
+            default: true
+          require_attachments:
+            description:
+              - Fail the backup when an attachment cannot be made (the user lacks the rights, as a pooler
+                user may). Without it such an attachment is skipped with a warning.
+            type: bool
+            default: false
+          storage_buckets:
+            description:
+              - Supabase Storage buckets whose objects are copied into the backup, through Storage's
+                S3-compatible endpoint; C(all) alone copies every bucket.
+              - Each object is streamed to C(<stem>.storage/<bucket>/<object key>) in the backup's storage
+                (path parts that are empty, C(.), C(..) or hold C(%) or control characters are
+                percent-encoded) and listed in the manifest with its bucket, key, content type, size and
+                SHA-256. Objects are not recompressed; they are encrypted when the job encrypts.
+            type: list
+            elements: str
+          storage_endpoint:
+            description:
+              - Storage's S3 endpoint, C(https://<ref>.supabase.co/storage/v1/s3).
+              - Needed with O(source.supabase.storage_buckets).
+            type: str
+          storage_region:
+            description:
+              - The project's region, as Storage's S3 connection settings show it.
+              - Needed with O(source.supabase.storage_buckets).
+            type: str
+          storage_access_key:
+            description: Access key ID of a Storage S3 access key. Needed with O(source.supabase.storage_buckets).
+            type: str
+          storage_secret_key:
+            description: Its secret access key; never logged. Needed with O(source.supabase.storage_buckets).
+            type: str
 """

@@ -191,6 +191,12 @@ def _store_backup(plan, storage, started):
         writer = _StorageWriter(_as_storage_error(storage.open_writer, artifact_key, metadata, size_hint))
     try:
         outcome = stream(plan.source.open(), plan.transforms(), writer, plan.source.stream_checks())
+        # Extra artifacts of the same backup (Supabase: roles, managed schemas, Storage objects), stored
+        # while the source still holds its snapshot; listed in the manifest's attachments. A source that
+        # stores any also has after_store(), which removes them when the backup fails.
+        attachments = (plan.source.store_attachments(plan, storage, manifest_key[: -len(layout.MANIFEST_SUFFIX)],
+                                                     metadata)
+                       if hasattr(plan.source, "store_attachments") else None)
         # Rows per table, counted at dump time (in the dump's own snapshot for PostgreSQL); a
         # failed count fails the backup before its artifact becomes visible.
         table_counts = plan.source.table_counts() if hasattr(plan.source, "table_counts") else None
@@ -206,8 +212,11 @@ def _store_backup(plan, storage, started):
     finally:
         if hasattr(plan.source, "close"):
             plan.source.close()  # the row-count session, when the dump failed before its counts
-    chunks = {"chunks": writer.chunks} if plan.max_chunk_size else None
-    return _store_manifest(plan, storage, started, artifact_key, manifest_key, metadata, outcome, table_counts, chunks)
+    extra = {"chunks": writer.chunks} if plan.max_chunk_size else {}
+    if attachments is not None:
+        extra["attachments"] = attachments
+    return _store_manifest(plan, storage, started, artifact_key, manifest_key, metadata, outcome, table_counts,
+                           extra or None)
 
 
 def _store_manifest(plan, storage, started, artifact_key, manifest_key, metadata, outcome, table_counts, extra=None):

@@ -55,10 +55,19 @@ def _stem_of(key, stems):
     """The backup stem an object belongs to (its key is '<stem>.<ext>...'), or None."""
     folder, _sep, name = key.rpartition("/")
     match = _OBJECT_NAME_RE.match(name)  # hidden temporary files (".name.partial-...") do not match
-    if not match:
-        return None
-    stem = "%s/%s" % (folder, match.group(1)) if folder else match.group(1)
-    return stem if stem in stems else None
+    if match:
+        stem = "%s/%s" % (folder, match.group(1)) if folder else match.group(1)
+        if stem in stems:
+            return stem
+    # An object in a folder of a backup's own: '<stem>.<name>/<path>' (Supabase Storage objects).
+    parts = key.split("/")
+    for index in range(len(parts) - 1):
+        match = _OBJECT_NAME_RE.match(parts[index])
+        if match:
+            stem = "/".join(parts[:index] + [match.group(1)])
+            if stem in stems and layout.key_in_backup(stem, key):
+                return stem
+    return None
 
 
 def list_backups(storage, prefix="", job=None, kind=None, since=None, until=None):

@@ -26,6 +26,21 @@ def manifest_key(stem):
     return stem + MANIFEST_SUFFIX
 
 
+def key_in_backup(stem, key):
+    """Whether ``key`` is an object of the backup with this stem.
+
+    '<stem>.<name>' beside the manifest (artifact, chunks, attachments), or '<stem>.<name>/<path>'
+    in a folder of the backup's own (the Storage objects of a Supabase backup). No part of the
+    path may be empty, '.' or '..', or hold control characters: a manifest never points outside
+    its own backup.
+    """
+    if not isinstance(key, str) or not key.startswith(stem + "."):
+        return False
+    parts = key[len(stem) + 1:].split("/")
+    return all(part not in ("", ".", "..") and not any(ord(ch) < 32 or ch == "\x7f" for ch in part)
+               for part in parts)
+
+
 def iso_utc(moment):
     """UTC ISO 8601 with a Z, seconds precision: what manifests carry."""
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

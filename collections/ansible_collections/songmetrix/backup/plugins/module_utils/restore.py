@@ -205,9 +205,22 @@ def _drop(scratch, target, params, warnings):
         return False
 
 
+def _attachment_streamer(storage, record, counter, decryptor):
+    """open(item) -> read(writer): one attachment, decrypted and decompressed like the artifact, checked
+    against its own size and SHA-256 (for targets that load attachments, e.g. Supabase roles)."""
+
+    def open_item(item):
+        return _streamer(storage, dict(record, artifact=item["key"], chunks=[], stored_size=item.get("size"),
+                                       sha256=item.get("sha256")), counter, decryptor)
+
+    return open_item
+
+
 def _load(target, storage, record, key, counter, decryptor):
     target.prepare()
     try:
+        if hasattr(target, "load_attachments"):
+            target.load_attachments(_attachment_streamer(storage, record, counter, decryptor))
         target.load(_streamer(storage, record, counter, decryptor))
     except BackupError as exc:
         if target.checked_before_visible:

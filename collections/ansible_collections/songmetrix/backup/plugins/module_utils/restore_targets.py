@@ -33,7 +33,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.validation impor
 
 CONNECTION_KEYS = ("host", "port", "user", "password", "database", "ssl_mode", "connect_timeout")
 FAMILIES = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql", "sqlite": "sqlite", "files": "files",
-            "mongodb": "mongodb", "mssql": "mssql"}
+            "mongodb": "mongodb", "mssql": "mssql", "supabase": "postgresql"}
 # Relations that make a PostgreSQL database "not empty": anything a restore would collide with.
 PG_USER_RELATIONS = (
     "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -88,6 +88,7 @@ def _refuse(target, keys, engine, hint):
 
 class PostgresqlTarget(object):
     checked_before_visible = False
+    user_relations_sql = PG_USER_RELATIONS  # what makes the target "not empty" (a Supabase target skips its own)
 
     def __init__(self, target, options, record):
         self.target = target
@@ -161,7 +162,7 @@ class PostgresqlTarget(object):
                 raise BackupError("target database %s does not exist (set create_database: true to create it)"
                                   % self._where())
             return ["create database %s" % self.database, "load the %s-format backup" % self.format]
-        count = int(self._psql(PG_USER_RELATIONS, self.database, "checking that the target database is empty")
+        count = int(self._psql(self.user_relations_sql, self.database, "checking that the target database is empty")
                     or "0")
         if count and not (self.options.get("clean") or self.options.get("force")):
             raise BackupError("target database %s is not empty (%d tables, views or sequences outside the system "
@@ -482,4 +483,8 @@ def make_target(target, options, record):
         from ansible_collections.songmetrix.backup.plugins.module_utils.restore_mssql import MssqlTarget
 
         return MssqlTarget(target, options, record)
+    if engine == "supabase":
+        from ansible_collections.songmetrix.backup.plugins.module_utils.restore_supabase import SupabaseTarget
+
+        return SupabaseTarget(target, options, record)
     return TARGETS[engine](target, options, record)

@@ -7,7 +7,7 @@ stream_checks() and open() (a pipeline producer).
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import ValidationError
 
-ENGINES = ("postgresql", "mysql", "mariadb", "sqlite", "files", "mongodb", "mssql")
+ENGINES = ("postgresql", "mysql", "mariadb", "sqlite", "files", "mongodb", "mssql", "supabase")
 
 
 def make_source(params, spool_dir):
@@ -36,4 +36,8 @@ def make_source(params, spool_dir):
         from ansible_collections.songmetrix.backup.plugins.module_utils.source_mssql import MssqlSource
 
         return MssqlSource(params, spool_dir)
+    if engine == "supabase":
+        from ansible_collections.songmetrix.backup.plugins.module_utils.source_supabase import SupabaseSource
+
+        return SupabaseSource(params, spool_dir)
     raise ValidationError("source.engine must be one of %s, not %r" % (", ".join(ENGINES), engine))

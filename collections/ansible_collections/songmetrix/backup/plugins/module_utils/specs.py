@@ -59,6 +59,23 @@ SOURCE_OPTIONS = dict(
     ),
 )
 
+SOURCE_OPTIONS["supabase"] = dict(
+    # Supabase (engine supabase): documented in doc_fragments/source.py
+    type="dict",
+    options=dict(
+        connection_string=dict(type="str", no_log=True),
+        roles=dict(type="bool", default=True),
+        managed_schemas=dict(type="bool", default=True),
+        managed_data=dict(type="bool", default=True),
+        require_attachments=dict(type="bool", default=False),
+        storage_buckets=dict(type="list", elements="str"),
+        storage_endpoint=dict(type="str"),
+        storage_region=dict(type="str"),
+        storage_access_key=dict(type="str", no_log=True),
+        storage_secret_key=dict(type="str", no_log=True),
+    ),
+)
+
 # SQL Server restore target options (target.mssql): documented in modules/restore.py
 MSSQL_TARGET_OPTIONS = dict(
     mode=dict(type="str", choices=["native", "url"]),
@@ -92,6 +109,16 @@ TARGET_OPTIONS["mongodb"] = dict(
     ),
 )
 TARGET_OPTIONS["mssql"] = dict(type="dict", options=MSSQL_TARGET_OPTIONS)
+# Supabase restore target options (target.supabase): documented in modules/restore.py
+TARGET_OPTIONS["supabase"] = dict(
+    type="dict",
+    options=dict(
+        connection_string=dict(type="str", no_log=True),
+        roles=dict(type="bool", default=False),
+        managed_schema=dict(type="bool", default=False),
+        managed_data=dict(type="bool", default=False),
+    ),
+)
 
 
 def target_spec():

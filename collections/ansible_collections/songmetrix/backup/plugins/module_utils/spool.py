@@ -13,7 +13,12 @@ import os
 
 from ansible_collections.songmetrix.backup.plugins.module_utils import layout, manifest
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError
-from ansible_collections.songmetrix.backup.plugins.module_utils.integrity import artifact_problem, copy_object
+from ansible_collections.songmetrix.backup.plugins.module_utils.integrity import (
+    artifact_problem,
+    copy_object,
+    mismatch,
+    read_digest,
+)
 from ansible_collections.songmetrix.backup.plugins.module_utils.storage_local import LocalStorage
 
 SPOOL_FOLDER = "songmetrix-spool"
@@ -75,10 +80,26 @@ class Spool(object):
                 if copied:
                     self.target.delete(artifact)  # not a backup without its manifest; the spool keeps the original
                 raise BackupError("uploaded copy of %s does not match its manifest: %s" % (artifact, problem))
+            self._copy_attachments(record, metadata, manifest_key[: -len(layout.MANIFEST_SUFFIX)])
             self.target.put_small(manifest_key, data, metadata)
         else:
             problem = artifact_problem(self.target, record)[0]
             if problem:
                 raise BackupError("stored copy of spooled backup %s is not intact: %s" % (manifest_key, problem))
         self.storage.delete(artifact)
+        for item in manifest.attachments(record):
+            self.storage.delete(item["key"])
         self.storage.delete(manifest_key)
+
+    def _copy_attachments(self, record, metadata, stem):
+        """The backup's other objects (attachments), each checked against its SHA-256, before its manifest."""
+        for item in manifest.attachments(record):
+            key = item.get("key")
+            if not layout.key_in_backup(stem, key):
+                raise BackupError("spooled manifest names attachment %r outside its own stem" % (key,))
+            if not self.target.exists(key):
+                copy_object(self.storage, self.target, key, metadata)
+            size, sha256 = read_digest(self.target, key)
+            problem = mismatch("attachment " + key, size, sha256, item.get("size"), item.get("sha256"))
+            if problem:
+                raise BackupError("uploaded copy of %s does not match its manifest: %s" % (key, problem))

@@ -47,7 +47,7 @@ def manifest_problem(record, manifest_key):
     stem = manifest_key[: -len(layout.MANIFEST_SUFFIX)]
     for key in manifest.object_keys(record):
         # A manifest may only point at objects of its own backup: never at another path or folder.
-        if not isinstance(key, str) or not key.startswith(stem + ".") or "/" in key[len(stem):]:
+        if not layout.key_in_backup(stem, key):
             return "manifest %s points at %r, outside its own backup" % (manifest_key, key)
     return None
 

@@ -210,6 +210,37 @@ EXAMPLES = r"""
     storage:
       path: /srv/backups
 
+- name: Back up a Supabase project (user schemas and data; roles, managed schemas, auth data as attachments)
+  songmetrix.backup.dump:
+    job: app-supabase
+    source:
+      engine: supabase
+      supabase:
+        # Session pooler (port 5432) or direct connection; sslmode=require is the default
+        connection_string: "{{ vault_supabase_db_url }}"
+    storage:
+      path: /srv/backups
+
+- name: Back up a Supabase project with its Storage buckets to S3, failing when roles cannot be dumped
+  songmetrix.backup.dump:
+    job: app-supabase
+    source:
+      engine: supabase
+      host: db.abcdefghijklmnopqrst.supabase.co
+      user: postgres
+      password: "{{ vault_supabase_db_password }}"
+      supabase:
+        require_attachments: true
+        storage_buckets: [avatars, invoices]
+        storage_endpoint: https://abcdefghijklmnopqrst.supabase.co/storage/v1/s3
+        storage_region: eu-central-1
+        storage_access_key: "{{ vault_supabase_s3_access_key }}"
+        storage_secret_key: "{{ vault_supabase_s3_secret_key }}"
+    storage:
+      type: s3
+      bucket: backups
+      region: eu-central-1
+
 - name: Back up a directory, leaving caches out
   songmetrix.backup.dump:
     job: uploads

@@ -76,10 +76,11 @@ options:
     suboptions:
       engine:
         description:
-          - The kind of target; it must match the backup's engine (C(mysql) and C(mariadb) are interchangeable).
+          - The kind of target; it must match the backup's engine (C(mysql) and C(mariadb) are interchangeable;
+            a C(supabase) backup restores into C(supabase) or C(postgresql)).
         type: str
         required: true
-        choices: [postgresql, mysql, mariadb, sqlite, files, mongodb, mssql]
+        choices: [postgresql, mysql, mariadb, sqlite, files, mongodb, mssql, supabase]
       host:
         description: Database server host name or address; the local socket when omitted.
         type: str
@@ -215,6 +216,40 @@ options:
             type: str
             default: auto
             choices: [auto, odbc, go]
+      supabase:
+        description:
+          - Supabase options (O(target.engine=supabase)). The artifact (the user's schemas and data) is restored
+            as a PostgreSQL backup; O(target.ssl_mode) defaults to C(require). A database with relations only
+            in the Supabase-managed schemas (a new project) counts as empty.
+          - The attachments asked for are applied with C(psql) before the artifact, in the order roles,
+            managed schema, managed data; each is checked against its SHA-256 first. Storage objects are
+            restored by hand (docs/engines/supabase.md).
+        type: dict
+        suboptions:
+          connection_string:
+            description:
+              - The target project's connection string (C(postgresql://...)); a secret, never logged. Cannot be
+                combined with O(target.host), O(target.port), O(target.user), O(target.password) or
+                O(target.database).
+            type: str
+          roles:
+            description:
+              - Apply the roles attachment first (the reserved Supabase roles are not in it); a role that exists
+                already is left as it is, any other error fails the restore.
+            type: bool
+            default: false
+          managed_schema:
+            description:
+              - Apply the managed-schema attachment (C(auth), C(storage), ... definitions) in one transaction.
+                For a plain PostgreSQL target only; a Supabase project has these schemas.
+            type: bool
+            default: false
+          managed_data:
+            description:
+              - Apply the managed-data attachment (C(auth) users, C(storage) records) in one transaction,
+                before the artifact (whose tables may reference C(auth.users)).
+            type: bool
+            default: false
   create_database:
     description: Create the target database when it does not exist (otherwise a missing database fails the task).
     type: bool
