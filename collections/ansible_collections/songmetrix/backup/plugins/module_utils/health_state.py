@@ -13,9 +13,9 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
+from ansible_collections.songmetrix.backup.plugins.module_utils.local_files import write_atomically
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -45,25 +45,7 @@ def save(path, data):
     folder = os.path.dirname(path)
     try:
         os.makedirs(folder, DIR_MODE, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=".healthcheck-", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                os.fchmod(handle.fileno(), FILE_MODE)
-                handle.write((json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            try:
-                os.unlink(temp)
-            except OSError:
-                pass
-            raise
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomically(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"), FILE_MODE)
     except OSError as exc:
         raise BackupError("cannot write the healthcheck state %s: %s" % (path, exc.strerror or exc))
 

@@ -8,10 +8,10 @@ changes. The text exposition format is written by hand: targets have no promethe
 import datetime
 import os
 import re
-import tempfile
 import time
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
+from ansible_collections.songmetrix.backup.plugins.module_utils.local_files import write_atomically
 from ansible_collections.songmetrix.backup.plugins.module_utils.validation import job_name
 
 PREFIX = "songmetrix_backup_"
@@ -152,29 +152,6 @@ def render(job, labels, values):
     return "\n".join(lines) + "\n"
 
 
-def write_atomically(path, content):
-    directory = os.path.dirname(path)
-    fd, temp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), FILE_MODE)
-            handle.write(content.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def run_metrics(params, check_mode=False, diff=False):
     job = job_name(params["job"])
     directory = params["textfile_dir"]
@@ -203,7 +180,7 @@ def run_metrics(params, check_mode=False, diff=False):
                           "after_header": path}
     if changed and not check_mode:
         try:
-            write_atomically(path, content)
+            write_atomically(path, content.encode("utf-8"), FILE_MODE)
         except OSError as exc:
             raise BackupError("could not write %s: %s" % (path, exc.strerror or exc))
     return result

@@ -130,6 +130,18 @@ class PostgresqlSource(object):
         return {"tool_version": self.tool_version, "server_version": self.server_version}
 
     # -- dump -------------------------------------------------------------------------------
+    def connection_args(self):
+        """--host/--port/--username for pg_dump and friends (the password goes through PGPASSWORD)."""
+        p = self.params
+        args = []
+        if p.get("host"):
+            args.append("--host=%s" % p["host"])
+        if p.get("port"):
+            args.append("--port=%s" % p["port"])
+        if p.get("user"):
+            args.append("--username=%s" % p["user"])
+        return args
+
     def _argv(self, output_dir=None, snapshot=None):
         p = self.params
         argv = [self.pg_dump, "--format=%s" % self.format, "--no-password"]
@@ -137,12 +149,7 @@ class PostgresqlSource(object):
             argv.append("--compress=0")  # the pipeline compresses
         if snapshot:
             argv.append("--snapshot=%s" % snapshot)
-        if p.get("host"):
-            argv.append("--host=%s" % p["host"])
-        if p.get("port"):
-            argv.append("--port=%s" % p["port"])
-        if p.get("user"):
-            argv.append("--username=%s" % p["user"])
+        argv += self.connection_args()
         for pattern in p.get("include_schemas") or []:
             argv.append("--schema=%s" % pattern)
         for pattern in p.get("exclude_schemas") or []:

@@ -125,17 +125,10 @@ class SupabaseSource(PostgresqlSource):
     # -- attachments
 
     def _plain_dump_argv(self, *options):
-        p = self.params
         argv = [self.pg_dump, "--format=plain", "--no-password", "--quote-all-identifiers"]
         if self._snapshot:
             argv.append("--snapshot=%s" % self._snapshot)
-        if p.get("host"):
-            argv.append("--host=%s" % p["host"])
-        if p.get("port"):
-            argv.append("--port=%s" % p["port"])
-        if p.get("user"):
-            argv.append("--username=%s" % p["user"])
-        return argv + list(options) + ["--dbname=%s" % self.database]
+        return argv + self.connection_args() + list(options) + ["--dbname=%s" % self.database]
 
     def managed_schema_argv(self):
         return self._plain_dump_argv("--schema-only", *["--schema=%s" % name for name in self.managed])
@@ -147,15 +140,8 @@ class SupabaseSource(PostgresqlSource):
         return self._plain_dump_argv(*options) if schemas else None
 
     def roles_argv(self):
-        p = self.params
         argv = [self.pg_dumpall, "--roles-only", "--no-role-passwords", "--quote-all-identifiers", "--no-password"]
-        if p.get("host"):
-            argv.append("--host=%s" % p["host"])
-        if p.get("port"):
-            argv.append("--port=%s" % p["port"])
-        if p.get("user"):
-            argv.append("--username=%s" % p["user"])
-        return argv + ["--database=%s" % self.database]
+        return argv + self.connection_args() + ["--database=%s" % self.database]
 
     def _roles_producer(self):
         argv = self.roles_argv()
