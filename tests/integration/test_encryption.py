@@ -411,7 +411,7 @@ def test_age_passphrase_round_trip_and_stock_age_opens_it(run_module, tmp_path):
     assert not (tmp_path / "wrong.sqlite3").exists()
     missing = run_module("verify", dict(manifest_key=dumped["manifest_key"], storage=dict(path=store, prefix="prod"),
                                         deep=True))
-    assert missing.failed and "encrypted with an age passphrase: give decryption.passphrase" in missing.msg
+    assert missing.failed and "encrypted with an age passphrase; give decryption.passphrase" in missing.msg
 
 
 def test_a_plaintext_checksum_that_does_not_match_fails_verify_and_restore(run_module, tmp_path, age_key):

@@ -168,7 +168,7 @@ def test_one_mail_failures_first_no_secret(smtp, tmp_path):
     assert SECRET.encode() not in raw
     for text in body.values():
         assert SECRET not in text
-        assert "postgresql://backup:***@db.internal/orders" in text
+        assert "postgresql://backup:********@db.internal/orders" in text
 
     for host in ("db-a", "db-b"):
         (manifest_path,) = manifests(tmp_path, host, "files-ok")

@@ -44,7 +44,7 @@ description:
   - A run in which no task of this collection and no task of the C(backup_run) role ran sends no mail.
   - "Secrets never reach the mail: values of secret task arguments (the modules' C(no_log) options and
     any argument named like a password, secret, token, key or passphrase) are masked wherever they
-    appear, and so are credentials in URIs (C(scheme://user:***@host)) and C(password=...) pairs."
+    appear, and so are credentials in URIs (C(scheme://user:********@host)) and C(password=...) pairs."
   - A mail server that is down, refuses the login or times out produces a warning; it never fails the run.
     Invalid options produce a warning and no mail.
 requirements:
@@ -302,7 +302,7 @@ def cells(row, secrets=()):
             errors.append(error)
     return {
         "status": status,
-        "job": redact_text(row["job"], secrets),
+        "job": redact_text(row.get("job") or "", secrets),
         "engine": redact_text(row.get("engine") or "", secrets),
         "database": redact_text(row.get("database") or "", secrets),
         "size": human_size(row.get("stored_size")),

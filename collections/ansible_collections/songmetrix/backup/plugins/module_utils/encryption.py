@@ -255,7 +255,7 @@ class Decryptor(object):
         if info.get("mode") == "passphrase":
             passphrase = options.get("passphrase")
             if not passphrase:
-                raise ValidationError("%s is encrypted with an age passphrase: give decryption.passphrase" % what)
+                raise ValidationError("%s is encrypted with an age passphrase; give decryption.passphrase" % what)
             check_terminal_secret(passphrase, "decryption.passphrase")
             argv = [find_tool("age", package_hint="age"), "--decrypt"]
             return Transform("age -d", argv, {"method": "age"}, secret=passphrase, secret_prompts=1)
@@ -274,7 +274,7 @@ class Decryptor(object):
         identity, files = options.get("identity"), list(options.get("identity_files") or [])
         passphrase = options.get("passphrase")
         if info.get("mode") == "symmetric" and not passphrase:
-            raise ValidationError("%s is encrypted with a gpg passphrase: give decryption.passphrase" % what)
+            raise ValidationError("%s is encrypted with a gpg passphrase; give decryption.passphrase" % what)
         if info.get("mode") != "symmetric" and not identity and not files:
             raise ValidationError("%s is encrypted with gpg to %s: give decryption.identity or "
                                   "decryption.identity_files (the secret keys)"

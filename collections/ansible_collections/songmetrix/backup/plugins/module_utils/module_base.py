@@ -5,27 +5,22 @@ into one readable failure, passing warnings on, and scrubbing secrets from text 
 child processes before it reaches a result.
 """
 
-import re
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError
+from ansible_collections.songmetrix.backup.plugins.module_utils.redact import redact_text
 
-# Credentials that tools sometimes echo back: URIs with user:password@ and key=value pairs.
-_URI_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@\s]*@")
-_KEY_VALUE_SECRET = re.compile(r"(?i)\b(password|passwd|pwd|secret|token|secret_key|access_key)(\s*[=:]\s*)(\S+)")
+# A module's own no_log values are masked in tool output from 3 characters on (free text elsewhere: 4).
+_SCRUB_MIN_SECRET_LENGTH = 3
 
 
 def scrub(text, secrets=()):
-    """``text`` with known secret values and credential-looking substrings masked."""
+    """``text`` with known secret values and credential-looking substrings masked (module_utils/redact.py)."""
     if not text:
         return text
-    for secret in secrets:
-        if secret and len(str(secret)) >= 3:
-            text = text.replace(str(secret), "********")
-    text = _URI_CREDENTIALS.sub(r"\g<scheme>\g<user>:********@", text)
-    return _KEY_VALUE_SECRET.sub(r"\1\2********", text)
+    return redact_text(text, secrets, min_length=_SCRUB_MIN_SECRET_LENGTH)
 
 
 class BackupModule(AnsibleModule):

@@ -1,69 +1,108 @@
-"""Redaction of text and structures that leave the host: notifications, pings, event logs.
+"""Secret redaction for everything that leaves a host or the controller: module results, notifications,
+pings, event logs and the email report. The one implementation: module_base.scrub (every module's tool
+output), the notify module and the email_report callback (through plugin_utils/redact.py) all use it.
 
 Nothing here knows the secrets of a job. It masks what looks like a credential (URIs with
-user:password@, ``password=...`` pairs, bearer tokens, values under keys named like a secret),
-plus any known secret values the caller passes (the module's no_log values), and reduces URLs
-that carry tokens in their path to ``scheme://host/…``.
+user:password@, ``password=...`` pairs, Authorization / bearer / basic values, AWS access key ids,
+values under keys named like a secret), plus any known secret values the caller passes (a module's
+no_log values, the secrets the callback collected from task arguments), and reduces URLs that carry
+tokens in their path to ``scheme://host/…``. Every mask is ``********``, as Ansible's own.
 """
 
 import re
 
 MASK = "********"
 
-# URIs with user:password@ (the user is kept, the password masked).
-_URI_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@\s]*@")
-# key=value / key: value pairs whose key names a secret (word boundary, so manifest_key=... is kept);
-# a bare "key" only with "=", so "key: prod/job/..." (a storage key) stays readable. PGPASSWORD=, MYSQL_PWD=
-# and the like match through the name prefix.
-_KEY_VALUE_SECRET = re.compile(
-    r"(?i)\b([A-Za-z0-9_]*?(?:password|passwd|pwd|secret|token|passphrase|api_?key|access_key|private_key)"
-    r"|key(?=\s*=))(\"?\s*[=:]\s*\"?)([^\s\"']+)"
-)
-_BEARER = re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{8,}")
-# AWS access key ids and the like: fixed prefixes that are never anything else.
-_KEY_IDS = re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")
+# Known secret values shorter than this are not replaced in free text: they would mask ordinary words
+# ("on", "dev"); such secrets only go through the patterns. module_base.scrub passes 3 (a module's own
+# no_log values, on tool output).
+MIN_SECRET_LENGTH = 4
 
-# Dict keys whose values are masked whatever they hold.
-_SECRET_NAME = re.compile(r"(?i)(password|passwd|secret|token|passphrase|credential|private|apikey|api_key|"
-                          r"access_key|auth|cookie|^pwd$|^pass$)")
-# Key-named fields that are storage keys, not key material.
-_NOT_SECRET_KEYS = frozenset(["manifest_key", "artifact_key", "storage_key", "object_key", "key_prefix"])
+# URIs with user:password@ (the user is kept, the password masked). One to three slashes: a connection
+# string that went through path normalisation ("postgresql:/backup:pw@db") lost one. The password runs
+# to the last "@" before the path (an unencoded "@" in it), else to the first "@" (a "/" in it).
+_URI_CREDENTIALS = re.compile(
+    r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*:/{1,3})(?P<user>[^:/@\s]*):(?:[^\s/]*@|[^@\s]*@)"
+)
+# name=value / name: value pairs whose name ends with a secret word (PGPASSWORD=, db.password:, x-api-key:,
+# "password": "..."); a word boundary first, so manifest_key=... is kept. A bare "key" only with "=", so
+# "key: prod/job/..." (a storage key) stays readable. A quoted value is masked whole; an unquoted one ends
+# at whitespace, or at a "," ";" "&" followed by whitespace, the end or the next name= ("a, b", "x;Server=",
+# "t&x=1"), so "password=ab,cd" is masked whole.
+_KEY_VALUE_SECRET = re.compile(
+    r"(?i)(?P<name>\b[\w.-]*(?:password|passwd|pwd|secret|token|passphrase|api[_-]?key|access[_-]?key"
+    r"|secret[_-]?key|private[_-]?key)|\bkey(?=[ \t]*=))"
+    r"(?P<sep>[\"']?[ \t]*[=:][ \t]*)"
+    r"(?P<value>\"[^\"\n]*\"|'[^'\n]*'|(?:[^\s,;&\"']|[,;&](?!\s|$|[\w.-]+=)|[\"'](?=[^\s,;&\"']))+)"
+)
+# Authorization headers, whatever the scheme: "Authorization: Bearer x", "authorization=Basic x".
+_AUTH_HEADER = re.compile(
+    r"(?i)(?P<name>\bauthorization[\"']?[ \t]*[:=][ \t]*[\"']?)(?P<scheme>(?:bearer|basic|token)[ \t]+)?"
+    r"(?P<value>[^\s\"']+)"
+)
+# "Bearer <token>" / "Basic <base64>" anywhere; the token must look like one (a digit, one of ._~+/= or an
+# inner capital), so "basic authentication" stays readable.
+_BEARER = re.compile(r"(?i)\b(?P<scheme>bearer|basic)(?P<space>[ \t]+)(?P<value>[A-Za-z0-9._~+/=-]{8,})")
+# AWS access key ids and the like: fixed prefixes that are never anything else.
+_KEY_IDS = re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")
+
+# Dict keys whose values are masked whatever they hold (matched on the lower-cased name), plus "key",
+# "*_key" and "*-key". "auth" only as a whole word ("basic_auth"), so auth_database stays readable.
+_SECRET_NAME = re.compile(
+    r"password|passwd|passphrase|pwd|secret|token|credential|identity|cookie|private|apikey|api[_-]?key"
+    r"|access[_-]?key|authori[sz]ation|(?:^|[_-])auth$|(?:^|[_-])pass(?:$|[_-])|pass$"
+)
+# Key-named fields that are storage keys, identifiers or paths, not key material.
+_NOT_SECRET_NAMES = frozenset([
+    "manifest_key", "artifact_key", "storage_key", "object_key", "key_prefix", "host_key", "kms_key_id",
+    "sort_key", "key_id", "password_file", "passphrase_file", "identity_files", "recipient_files",
+])
 
 
 def is_secret_name(name):
     """Whether a dict key names a credential (password, secret, token, passphrase, key, ...)."""
-    text = str(name)
-    lowered = text.lower()
-    if lowered in _NOT_SECRET_KEYS:
+    lowered = str(name).lower()
+    if lowered in _NOT_SECRET_NAMES or lowered.startswith("_ansible_"):
         return False
-    if _SECRET_NAME.search(text):
+    if _SECRET_NAME.search(lowered):
         return True
     return lowered == "key" or lowered.endswith("_key") or lowered.endswith("-key")
 
 
-def redact_text(text, secrets=()):
-    """``text`` with known secret values and credential-looking substrings masked."""
+def _mask_bearer(match):
+    token = match.group("value")
+    if not (any(ch.isdigit() or ch in "._~+/=" for ch in token) or any(ch.isupper() for ch in token[1:])):
+        return match.group(0)
+    return match.group("scheme") + match.group("space") + MASK
+
+
+def redact_text(text, secrets=(), min_length=MIN_SECRET_LENGTH):
+    """``text`` with known secret values and credential-looking substrings masked (None stays None)."""
     if text is None:
         return None
     if not isinstance(text, str):
         text = str(text)
     # Longest first, so a secret that contains another is masked whole.
-    for secret in sorted((str(s) for s in secrets if s), key=len, reverse=True):
-        if len(secret) >= 4:
+    for secret in sorted({str(s) for s in secrets if s}, key=len, reverse=True):
+        if len(secret) >= min_length:
             text = text.replace(secret, MASK)
-    text = _URI_CREDENTIALS.sub(r"\g<scheme>\g<user>:" + MASK + "@", text)
-    text = _KEY_VALUE_SECRET.sub(r"\1\2" + MASK, text)
-    text = _BEARER.sub(r"\1\2" + MASK, text)
+    text = _URI_CREDENTIALS.sub(lambda m: "%s%s:%s@" % (m.group("scheme"), m.group("user"), MASK), text)
+    text = _KEY_VALUE_SECRET.sub(lambda m: m.group("name") + m.group("sep") + MASK, text)
+    text = _AUTH_HEADER.sub(lambda m: m.group("name") + (m.group("scheme") or "") + MASK, text)
+    text = _BEARER.sub(_mask_bearer, text)
     return _KEY_IDS.sub(MASK, text)
 
 
 def redact_data(value, secrets=()):
-    """A copy of a JSON-like structure with secret-named keys masked and every string redacted."""
+    """A copy of a JSON-like structure with secret-named keys masked and every string redacted.
+
+    The value of a secret-named key is masked whole unless it is empty or a boolean (a flag is no secret).
+    """
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
             name = redact_text(str(key), secrets)
-            if is_secret_name(key) and item not in (None, "", [], {}):
+            if is_secret_name(key) and not isinstance(item, bool) and item not in (None, "", [], {}):
                 out[name] = MASK
             else:
                 out[name] = redact_data(item, secrets)

@@ -9,8 +9,8 @@ from ansible_collections.songmetrix.backup.plugins.callback import email_report 
 from ansible_collections.songmetrix.backup.plugins.plugin_utils.redact import (
     MASK,
     collect_secrets,
-    is_secret_key,
-    redact,
+    is_secret_name,
+    redact_data,
     redact_text,
 )
 
@@ -20,10 +20,10 @@ SECRET = "Zq8-very-long-secret-value-0042"
 # ---------------------------------------------------------------- redaction
 
 @pytest.mark.parametrize("text, expected", [
-    ("postgresql://backup:%s@db1:5432/orders" % SECRET, "postgresql://backup:***@db1:5432/orders"),
-    ("mongodb+srv://app:p%40ss@cluster0/x", "mongodb+srv://app:***@cluster0/x"),
+    ("postgresql://backup:%s@db1:5432/orders" % SECRET, "postgresql://backup:********@db1:5432/orders"),
+    ("mongodb+srv://app:p%40ss@cluster0/x", "mongodb+srv://app:********@cluster0/x"),
     # a connection string that lost a slash in a path join
-    ("/srv/x/postgresql:/backup:%s@db/orders missing" % SECRET, "/srv/x/postgresql:/backup:***@db/orders missing"),
+    ("/srv/x/postgresql:/backup:%s@db/orders missing" % SECRET, "/srv/x/postgresql:/backup:********@db/orders missing"),
     ("https://example.com/path", "https://example.com/path"),
     ("connect password=%s host=db" % SECRET, "connect password=%s host=db" % MASK),
     ("PGPASSWORD='a b c' pg_dump", "PGPASSWORD=%s pg_dump" % MASK),
@@ -31,7 +31,7 @@ SECRET = "Zq8-very-long-secret-value-0042"
     ("api_token=abc&x=1", "api_token=%s&x=1" % MASK),
     ("Authorization: Bearer abc.def.ghi", "Authorization: Bearer %s" % MASK),
     ("password authentication failed for user backup", "password authentication failed for user backup"),
-    (None, ""),
+    (None, None),
 ])
 def test_redact_text_patterns(text, expected):
     assert redact_text(text) == expected
@@ -52,11 +52,11 @@ def test_redact_walks_dicts_and_lists():
         "notes": ["uri postgresql://u:%s@h/db" % SECRET],
         "webhook": {"token": None},
     }
-    out = redact(data)
+    out = redact_data(data)
     assert out["manifest_key"] == data["manifest_key"]
     assert out["source"] == {"engine": "postgresql", "password": MASK, "ssl": True}
     assert out["storage"] == {"type": "s3", "secret_key": MASK, "access_key": MASK, "key": MASK}
-    assert out["notes"] == ["uri postgresql://u:***@h/db"]
+    assert out["notes"] == ["uri postgresql://u:********@h/db"]
     assert out["webhook"] == {"token": None}
     assert data["source"]["password"] == SECRET  # the input is left alone
 
@@ -67,8 +67,8 @@ def test_redact_walks_dicts_and_lists():
     ("manifest_key", False), ("host_key", False), ("kms_key_id", False), ("job", False), ("path", False),
     ("_ansible_no_log", False), (3, False),
 ])
-def test_is_secret_key(name, secret):
-    assert is_secret_key(name) is secret
+def test_is_secret_name(name, secret):
+    assert is_secret_name(name) is secret
 
 
 def test_collect_secrets_from_task_args():
