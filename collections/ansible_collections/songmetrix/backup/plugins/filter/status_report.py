@@ -11,13 +11,13 @@ from ansible_collections.songmetrix.backup.plugins.plugin_utils import status_re
 from ansible_collections.songmetrix.backup.plugins.plugin_utils import status_report_html as _html
 
 
-def status_report(hosts, now=None, stale_after="26h", window_days=30, chart_days=90, default_interval="1d",
-                  scheduler="systemd", title="Backup status"):
+def status_report(data, now=None, stale_after="26h", window_days=30, chart_days=90, default_interval="1d",
+                  scheduler="systemd", title="Backup status", hosts=None):
     """backup_info results per host and job -> the report dict; see status_report.yml."""
     try:
-        return _report.build_report(list(hosts or []), now=now, stale_after=stale_after, window_days=window_days,
+        return _report.build_report(list(data or []), now=now, stale_after=stale_after, window_days=window_days,
                                     chart_days=chart_days, default_interval=default_interval,
-                                    scheduler=scheduler, title=title)
+                                    scheduler=scheduler, title=title, hosts=list(hosts or []))
     except (TypeError, ValueError) as exc:
         raise AnsibleFilterError("status_report: %s" % exc)
 

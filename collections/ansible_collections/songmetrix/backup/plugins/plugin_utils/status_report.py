@@ -138,7 +138,7 @@ def success_rate(starts, interval, now, window, retention):
     for index in range(slots):
         slot_end = end - index * step
         slot_start = slot_end - step
-        if slot_end <= oldest - half:
+        if slot_end <= oldest:
             break  # the job had no backups yet
         expected += 1
         if any(slot_start <= start < slot_end for start in starts):
@@ -298,15 +298,21 @@ def fingerprint(report):
     return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
-def build_report(hosts, now=None, stale_after="26h", window_days=30, chart_days=90, default_interval="1d",
-                 scheduler="systemd", title="Backup status"):
-    """The report dict. ``hosts``: [{host, jobs: [job], listings: [backup_info result], latest: [...]}]."""
+def build_report(data, now=None, stale_after="26h", window_days=30, chart_days=90, default_interval="1d",
+                 scheduler="systemd", title="Backup status", hosts=None):
+    """The report dict. ``data``: [{host, jobs: [job], listings: [backup_info result], latest: [...]}].
+
+    With ``hosts`` (names in the order of ``data``), an item that is None is a host without data.
+    """
     now = parse_time(now) if now else datetime.datetime.now(datetime.timezone.utc)
     if now is None:
         raise ValueError("now is not an ISO 8601 time")
     settings = _settings(now, stale_after, window_days, chart_days, default_interval, scheduler)
     jobs, host_problems = [], []
-    for item in hosts or []:
+    names = list(hosts or [])
+    for position, item in enumerate(data or []):
+        if item is None and position < len(names):
+            item = {"host": names[position], "missing": True}
         if not isinstance(item, dict):
             continue
         host = str(item.get("host", "?"))

@@ -68,6 +68,14 @@ def human_age(seconds):
     return "%.1f d" % (seconds / 86400)
 
 
+def human_interval(seconds):
+    seconds = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return "%d %s" % (seconds // size, unit)
+    return human_age(seconds)
+
+
 def _e(value):
     return html.escape("" if value is None else str(value), quote=True)
 
@@ -141,7 +149,7 @@ def _job_row(job, settings):
     reasons = "; ".join(job.get("reasons") or [])
     error = '<div class="err">%s</div>' % _e(job["error"]) if job.get("error") else ""
     schedule = job.get("schedule") or "no schedule"
-    interval_note = "every %s (%s)" % (human_age(job["interval_seconds"]),
+    interval_note = "every %s (%s)" % (human_interval(job["interval_seconds"]),
                                        "from the schedule" if job["interval_source"] == "schedule" else "assumed")
     return "".join([
         '<tr class="job status-%s" data-host="%s" data-job="%s">'
