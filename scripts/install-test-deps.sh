@@ -6,7 +6,8 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # Servers started by tests/servers.py, the dump/compression/encryption tools the engine drives, and
-# the shellcheck linter (ansible-test's shellcheck sanity test, scripts/ in make lint).
+# the shellcheck linter (ansible-test's shellcheck sanity test, scripts/ in make lint), and chromium
+# (headless) that renders the status report in tests/playbook/test_report.py.
 TEST_APT_PACKAGES=(
     postgresql
     postgresql-client
@@ -26,6 +27,7 @@ TEST_APT_PACKAGES=(
     age
     gnupg
     cron
+    chromium
 )
 # Extra packages can be asked for without editing this file.
 # shellcheck disable=SC2206

@@ -8,7 +8,7 @@ Manifest contents are read only when asked for (``details``).
 import re
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.songmetrix.backup.plugins.module_utils import layout, manifest, validation
+from ansible_collections.songmetrix.backup.plugins.module_utils import attempts, layout, manifest, validation
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
 from ansible_collections.songmetrix.backup.plugins.module_utils.storage import opened_storage
 
@@ -136,15 +136,18 @@ def run_backup_info(params, check_mode=False):
     limit = 1 if params.get("latest") else params.get("limit")
     if limit is not None and limit < 1:
         raise ValidationError("limit must be 1 or more")
+    if params.get("last_attempt") and not job:
+        raise ValidationError("last_attempt needs a job: the record is kept per job")
     with opened_storage(params["storage"]) as storage:
         storage.preflight(create=False)
         listing = list_backups(storage, prefix, job, params.get("kind"), since, until)
         selected = listing.backups[:limit] if limit else listing.backups
         if params.get("details"):
             load_manifests(storage, selected)
+        last_attempt = attempts.read_last(storage, prefix, job) if params.get("last_attempt") else None
         location = storage.location(layout.job_folder(prefix, job))
     backups = [backup.as_dict() for backup in selected]
-    return {
+    result = {
         "changed": False,
         "location": location,
         "count": len(backups),
@@ -154,3 +157,6 @@ def run_backup_info(params, check_mode=False):
         "latest": backups[0] if backups else None,
         "incomplete": listing.incomplete,
     }
+    if params.get("last_attempt"):
+        result["last_attempt"] = last_attempt
+    return result

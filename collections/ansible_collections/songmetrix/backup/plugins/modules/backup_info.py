@@ -44,6 +44,15 @@ options:
     description: Read the selected backups' manifests and return them.
     type: bool
     default: false
+  last_attempt:
+    description:
+      - Also read the job's last-attempt record (C(<prefix>/<job>/last-attempt.json), written by
+        M(songmetrix.backup.dump) at the end of each run) and return it in RV(last_attempt).
+      - It is the only trace in storage of a failed run; a run that was killed writes none.
+      - Needs O(job).
+    type: bool
+    default: false
+    version_added: 0.5.0
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -67,6 +76,18 @@ EXAMPLES = r"""
       bucket: backups
       prefix: prod
   register: newest
+
+- name: Every backup of a job, and how its last run went
+  songmetrix.backup.backup_info:
+    job: billing-db
+    last_attempt: true
+    storage:
+      path: /srv/backups
+  register: billing
+
+- name: Fail when the last run failed
+  ansible.builtin.assert:
+    that: billing.last_attempt is none or billing.last_attempt.status == 'ok'
 
 - name: Fail when the newest backup is older than a day
   ansible.builtin.assert:
@@ -138,6 +159,38 @@ location:
   description: Where the listing looked.
   returned: always
   type: str
+last_attempt:
+  description:
+    - The job's last-attempt record, or null when the job has none (no run recorded an attempt yet).
+    - An unreadable record is returned with C(status=unreadable) and the reason in C(error).
+  returned: when O(last_attempt) is true
+  type: dict
+  contains:
+    status:
+      description: C(ok) or C(failed) (C(unreadable) when the record is not valid JSON).
+      type: str
+    started:
+      description: UTC start time of the attempt, ISO 8601.
+      type: str
+    finished:
+      description: UTC end time of the attempt, ISO 8601.
+      type: str
+    manifest_key:
+      description: The manifest the attempt stored (C(ok)), else null.
+      type: str
+    error:
+      description: The failure's message (at most 2,000 characters), else null.
+      type: str
+    host:
+      description: Host name of the machine that ran the attempt.
+      type: str
+  sample:
+    status: failed
+    started: '2026-11-23T02:00:00Z'
+    finished: '2026-11-23T02:00:04Z'
+    manifest_key: null
+    error: 'sqlite: /srv/app/app.sqlite3: no such file'
+    host: db-backup-01
 """
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.catalog import run_backup_info
@@ -155,6 +208,7 @@ def main():
             latest=dict(type="bool", default=False),
             limit=dict(type="int"),
             details=dict(type="bool", default=False),
+            last_attempt=dict(type="bool", default=False),
             storage=storage_spec(),
         ),
         mutually_exclusive=[("latest", "limit")],
