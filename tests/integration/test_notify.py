@@ -122,7 +122,7 @@ def test_pings_on_their_paths_and_fail_body_keeps_the_tail(run_module, rx, tmp_p
 
     for event in ("start", "success", "failure"):
         res = notify(run_module, dict(job="orders-db", event=event, healthchecks=ping, webhooks=hooks,
-                                      message="connection lost" if event == "failure" else None,
+                                      summary="connection lost" if event == "failure" else None,
                                       log_path=str(log_path)))
         assert res.rc == 0 and not res.result.get("warnings"), res.describe()
     assert [r.path for r in rx.on("/ping/")] == ["/ping/key/orders-db/start", "/ping/key/orders-db",
@@ -138,7 +138,7 @@ def test_pings_on_their_paths_and_fail_body_keeps_the_tail(run_module, rx, tmp_p
 
 def test_fail_ping_from_log_option_and_message(run_module, rx):
     big = "é" * 20_000 + "\nfinal: dump failed with exit status 1"
-    res = notify(run_module, dict(job="j1", event="failure", message="exit 1", log=big,
+    res = notify(run_module, dict(job="j1", event="failure", summary="exit 1", log=big,
                                   healthchecks=dict(url=rx.url("/p/abc"), timeout=5)))
     assert res.rc == 0, res.describe()
     body = only(rx.on("/p/abc/fail")).body
@@ -152,7 +152,7 @@ def test_retry_once_on_500(run_module, rx):
     rx.behave("/hook/broken", ["503"])
     hooks = [dict(type="json", url=rx.url("/hook/flaky/1"), events=["failure"]),
              dict(type="json", url=rx.url("/hook/broken/2"), events=["failure"])]
-    res = notify(run_module, dict(job="j", event="failure", message="boom", webhooks=hooks))
+    res = notify(run_module, dict(job="j", event="failure", summary="boom", webhooks=hooks))
     assert res.rc == 0 and not res.failed, res.describe()
     flaky, broken = res.result["sent"]
     assert flaky["status_code"] == 200 and flaky["attempts"] == 2 and "error" not in flaky
@@ -183,7 +183,7 @@ def test_receiver_down_is_a_warning_unless_fail_on_error(run_module, tmp_path):
     port = _closed_port()
     url = "http://127.0.0.1:%d/services/T000/B000/%s" % (port, PASSWORD)
     log = tmp_path / "events.jsonl"
-    args = dict(job="j", event="failure", message="x", webhooks=[dict(type="slack", url=url, timeout=2)],
+    args = dict(job="j", event="failure", summary="x", webhooks=[dict(type="slack", url=url, timeout=2)],
                 event_log=str(log))
     res = notify(run_module, args)
     assert res.rc == 0 and not res.failed, res.describe()
@@ -222,7 +222,7 @@ def test_no_secret_in_requests_result_or_event_log(run_module, rx, tmp_path):
                    hook=hook_url)
     job_log = "\n".join(["step %d" % i for i in range(50)] + ["mysqldump --password=%s failed" % PASSWORD])
     hooks = [dict(type=t, url=hook_url, events=["failure"]) for t in ("slack", "discord", "teams", "json")]
-    args = dict(job="orders-db", event="failure", message=message, details=details, log=job_log, webhooks=hooks,
+    args = dict(job="orders-db", event="failure", summary=message, details=details, log=job_log, webhooks=hooks,
                 healthchecks=dict(url=ping_url), event_log=str(log))
 
     res = notify(run_module, args, check_mode=True)
@@ -266,7 +266,7 @@ def test_check_mode_sends_and_writes_nothing(run_module, rx, tmp_path):
 def test_event_log_appends_json_lines(run_module, tmp_path):
     log = tmp_path / "var" / "log" / "events.jsonl"
     for event in ("start", "failure"):
-        res = notify(run_module, dict(job="j", event=event, host="h1", message="line one\nline \"two\"",
+        res = notify(run_module, dict(job="j", event=event, host="h1", summary="line one\nline \"two\"",
                                       event_log=str(log)))
         assert res.rc == 0 and res.result["logged"], res.describe()
     records = [json.loads(x) for x in log.read_text().splitlines()]

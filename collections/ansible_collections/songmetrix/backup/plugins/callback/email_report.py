@@ -3,28 +3,13 @@
 
 from __future__ import annotations
 
-import datetime
-import html
-import smtplib
-import socket
-import ssl as ssl_lib
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
-
-from ansible.errors import AnsibleError
-from ansible.plugins.callback import CallbackBase
-
-from ansible_collections.songmetrix.backup.plugins.plugin_utils.redact import (
-    collect_secrets,
-    redact_text,
-)
-
 DOCUMENTATION = r"""
 name: email_report
 type: aggregate
 short_description: One email per run with the outcome of every backup job
 version_added: 0.5.0
-author: songmetrix.backup contributors
+author:
+  - songmetrix engineering (@songmetrix)
 description:
   - Collects the results of this collection's modules (C(songmetrix.backup.*)) and the job records of
     the C(backup_run) role (the fact C(backup_run_results)) across all hosts of a run, and sends one
@@ -189,6 +174,22 @@ EXAMPLES = r"""
 #
 # The password from the environment: SONGMETRIX_BACKUP_EMAIL_PASSWORD=...
 """
+
+import datetime
+import html
+import smtplib
+import socket
+import ssl as ssl_lib
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+
+from ansible.errors import AnsibleError
+from ansible.plugins.callback import CallbackBase
+
+from ansible_collections.songmetrix.backup.plugins.plugin_utils.redact import (
+    collect_secrets,
+    redact_text,
+)
 
 COLLECTION_PREFIX = "songmetrix.backup."
 ROLE_RESULTS_FACT = "backup_run_results"

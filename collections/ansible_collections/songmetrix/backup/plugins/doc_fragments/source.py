@@ -144,7 +144,7 @@ options:
               - C(url) (SQL Server 2022 and later) runs C(BACKUP DATABASE ... TO URL = 's3://...') straight into
                 the job's storage, which must be O(storage.type=s3) with O(storage.access_key) and
                 O(storage.secret_key); the module then reads the object(s) back to record their sizes and
-                SHA-256 and writes the manifest. O(compression) does not apply (the stored objects are the
+                SHA-256 and writes the manifest. C(compression) does not apply (the stored objects are the
                 C(.bak) as SQL Server wrote it).
             type: str
             default: native

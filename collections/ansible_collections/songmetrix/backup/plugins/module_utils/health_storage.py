@@ -73,7 +73,7 @@ def _sftp_free(storage, notes):
         kind, msg = sftp._request(CMD_EXTENDED, "statvfs@openssh.com", path)  # pylint: disable=protected-access
         if kind != CMD_EXTENDED_REPLY:
             raise IOError("unexpected answer %s" % kind)
-        fields = [msg.get_int64() for _ in range(11)]
+        fields = [msg.get_int64() for _field in range(11)]
         return fields
 
     try:
@@ -270,7 +270,9 @@ def check_storage(params, thresholds, check_mode, scrub=None):
         s3_scrub = getattr(storage, "scrub", None)
         if s3_scrub is not None:
             inner = scrub
-            scrub = lambda text: inner(s3_scrub(text))  # noqa: E731
+
+            def scrub(text):
+                return inner(s3_scrub(text))
         _connect(storage)
         result["reachable"] = True
         step = "free space"
@@ -303,7 +305,7 @@ def check_storage(params, thresholds, check_mode, scrub=None):
     level, limit = _free_level(result["free_bytes"], thresholds)
     result["status"] = worst(HEALTHY, level)
     if level != HEALTHY:
-        result["msg"] = "free space %d bytes is at or below the %s threshold %d" % (result["free_bytes"], level, limit)
+        result["msg"] = "free space %s bytes is at or below the %s threshold %s" % (result["free_bytes"], level, limit)
     else:
         done = [name for name in ("write", "read", "delete") if result["%s_ok" % name]]
         result["msg"] = "reachable; probe %s" % ("/".join(done) + " ok" if done else "not written")

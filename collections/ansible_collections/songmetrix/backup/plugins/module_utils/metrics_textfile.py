@@ -6,6 +6,7 @@ changes. The text exposition format is written by hand: targets have no promethe
 """
 
 import datetime
+import math
 import os
 import re
 import time
@@ -45,7 +46,7 @@ def escape_help(text):
 
 def format_value(value):
     number = float(value)
-    if number != number or number in (float("inf"), float("-inf")):
+    if math.isnan(number) or math.isinf(number):
         raise ValidationError("metric value %r is not a finite number" % (value,))
     if number.is_integer() and abs(number) < 2 ** 53:
         return "%d" % number
@@ -172,7 +173,7 @@ def run_metrics(params, check_mode=False, diff=False):
     result = {
         "changed": changed,
         "path": path,
-        "metrics": dict((PREFIX + name, values[name]) for name, _ in METRICS if values.get(name) is not None),
+        "metrics": dict((PREFIX + name, values[name]) for name, _help in METRICS if values.get(name) is not None),
     }
     if diff:
         result["diff"] = {"before": old_content or "", "after": content,

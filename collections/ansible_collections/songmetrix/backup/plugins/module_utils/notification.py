@@ -85,7 +85,7 @@ def run_notify(params, check_mode=False, secrets=()):
     job = job_name(params["job"])
     event_name = params["event"]
     host = params.get("host") or socket.gethostname()
-    message = redact_text(params.get("message"), secrets)
+    message = redact_text(params.get("summary"), secrets)
     details = redact_data(params.get("details") or {}, secrets)
     warnings = []
 

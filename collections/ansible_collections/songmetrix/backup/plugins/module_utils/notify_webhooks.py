@@ -66,8 +66,8 @@ def post(url, body, content_type, timeout, headers=None, secrets=(), retry_delay
             except Exception:
                 pass
             result["status_code"] = exc.code
-            result["error"] = "HTTP %d %s%s" % (exc.code, _short(exc.reason and str(exc.reason), secrets),
-                                               (": " + _short(text, secrets)) if text.strip() else "")
+            detail = (": " + _short(text, secrets)) if text.strip() else ""
+            result["error"] = "HTTP %d %s%s" % (exc.code, _short(exc.reason and str(exc.reason), secrets), detail)
             retry = exc.code >= 500
         except URLError as exc:
             reason = exc.reason

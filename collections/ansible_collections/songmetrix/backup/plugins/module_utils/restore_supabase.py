@@ -82,5 +82,5 @@ class SupabaseTarget(PostgresqlTarget):
             try:
                 open_item(item)(writer)
             except BackupError as exc:
-                raise BackupError("applying the %s attachment %s: %s" % (item["role"], item["key"],
-                                                                        last_lines(str(exc))))
+                raise BackupError("applying the %s attachment %s: %s"
+                                  % (item["role"], item["key"], last_lines(str(exc))))

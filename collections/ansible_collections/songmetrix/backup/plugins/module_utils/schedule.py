@@ -57,7 +57,7 @@ def _cron_field(text, low, high, names, field):
         if base == "*":
             continue
         if "-" in base:
-            first, _, last = base.partition("-")
+            first, _dash, last = base.partition("-")
             a = _cron_value(first, low, high, names, field)
             b = _cron_value(last, low, high, names, field)
             if a > b:
@@ -205,7 +205,7 @@ def systemd_analyze_calendar(spec, executable=None, timeout=10):
         return None
     try:
         proc = subprocess.run([path, "calendar", "--iterations=1", spec], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, timeout=timeout)
+                              stderr=subprocess.PIPE, timeout=timeout, check=False)  # its status is read below
     except (OSError, subprocess.TimeoutExpired):
         return None
     text = (proc.stderr or proc.stdout or b"").decode("utf-8", errors="replace").strip()

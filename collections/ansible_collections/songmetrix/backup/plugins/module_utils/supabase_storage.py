@@ -57,7 +57,7 @@ class SupabaseBuckets(object):
     """The Storage buckets one backup copies (``source.supabase.storage_buckets``)."""
 
     def __init__(self, opts):
-        names = [name for name in opts.get("storage_buckets") or []]
+        names = list(opts.get("storage_buckets") or [])
         self.all = names == ["all"]
         if "all" in names and not self.all:
             raise ValidationError("source.supabase.storage_buckets: 'all' cannot be combined with bucket names")

@@ -18,7 +18,7 @@ description:
     Legacy Office 365 connector MessageCards are not sent: those connectors are retired."
   - Webhook and ping URLs carry their tokens in the path, so they are secrets; results and
     messages show them only as C(scheme://host/…).
-  - O(message), O(details), O(log) and the O(log_path) excerpt are redacted before they leave
+  - O(summary), O(details), O(log) and the O(log_path) excerpt are redacted before they leave
     the module. Values under keys named like a credential (password, secret, token, passphrase,
     key, ...), URIs with C(user:password@), C(password=...) pairs and bearer tokens are masked.
     Secrets should never be passed in the first place.
@@ -40,8 +40,10 @@ options:
   host:
     description: The host name reported; the target's host name when omitted.
     type: str
-  message:
-    description: A summary, or the error text of a failure. Redacted, and shortened to its end in chat messages.
+  summary:
+    description:
+      - A summary, or the error text of a failure (the event's C(message)). Redacted, and shortened to its end
+        in chat messages.
     type: str
   details:
     description:
@@ -144,7 +146,7 @@ EXAMPLES = r"""
   songmetrix.backup.notify:
     job: orders-db
     event: failure
-    message: "{{ backup.msg }}"
+    summary: "{{ backup.msg }}"
     details: "{{ backup }}"
     webhooks:
       - type: slack
@@ -236,7 +238,7 @@ def main():
             job=dict(type="str", required=True),
             event=dict(type="str", required=True, choices=EVENTS),
             host=dict(type="str"),
-            message=dict(type="str"),
+            summary=dict(type="str"),
             details=dict(type="dict"),
             log=dict(type="str"),
             log_path=dict(type="path"),
@@ -268,7 +270,7 @@ def main():
 
 
 def _notify(module):
-    # The echo of the arguments (ansible-core < 2.21) is redacted too: message, details and log
+    # The echo of the arguments (ansible-core < 2.21) is redacted too: summary, details and log
     # may hold what the module masks everywhere else.
     invocation = {"module_args": redact_data(module.params, module._secrets())}
     try:

@@ -10,13 +10,16 @@ which redact_text() then replaces wherever they occur, longest first.
 
 from __future__ import annotations
 
-from ansible_collections.songmetrix.backup.plugins.module_utils.redact import (  # noqa: F401 (re-exported)
+from ansible_collections.songmetrix.backup.plugins.module_utils.redact import (
     MASK,
     MIN_SECRET_LENGTH,
     is_secret_name,
     redact_data,
     redact_text,
 )
+
+__all__ = ["MASK", "MIN_SECRET_LENGTH", "NO_LOG_OPTION_NAMES", "collect_secrets", "is_secret_name", "redact_data",
+           "redact_text"]
 
 # Option names that this collection's modules declare no_log (module_utils/specs.py); their
 # values are secrets whatever the name looks like (a MongoDB uri, an age identity).
