@@ -60,10 +60,13 @@ def defaults_file(params, family):
         value = params.get(key)
         if value is not None and value != "":
             lines.append("%s=%s" % (option, option_value(no_control_chars("source.%s" % key, value))))
-    if params.get("connect_timeout"):
-        lines.append("connect-timeout=%d" % int(params["connect_timeout"]))
     if params.get("ssl_mode"):
         lines.extend(SSL_OPTIONS[family][params["ssl_mode"]])
+    if params.get("connect_timeout"):
+        # Only the command-line client (group [mysql], read by mysql and mariadb) knows this option;
+        # mysqldump / mariadb-dump stop at an unknown option in [client]. The client's preflight
+        # connects first, so the timeout still bounds a run against an unreachable server.
+        lines += ["[mysql]", "connect-timeout=%d" % int(params["connect_timeout"])]
     return "\n".join(lines) + "\n"
 
 

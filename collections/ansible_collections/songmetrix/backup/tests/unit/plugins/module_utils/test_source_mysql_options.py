@@ -12,8 +12,8 @@ def test_defaults_file_mariadb_ssl_and_credentials():
         "mariadb",
     )
     assert text.splitlines() == [
-        "[client]", 'host="db"', 'port="3307"', 'user="bk"', 'password="s3cr#t"', "connect-timeout=5",
-        "ssl", "ssl-verify-server-cert",
+        "[client]", 'host="db"', 'port="3307"', 'user="bk"', 'password="s3cr#t"',
+        "ssl", "ssl-verify-server-cert", "[mysql]", "connect-timeout=5",
     ]
 
 
