@@ -31,6 +31,13 @@ class ProcessProducer(object):
     def abort(self):
         self.child.kill()
 
+    def ended_badly(self, grace=5):
+        """At the end of its output: did the tool exit non-zero (or die)? Waits ``grace`` seconds for it."""
+        try:
+            return self.child.proc.wait(timeout=grace) != 0
+        except subprocess.TimeoutExpired:
+            return False  # still running after closing stdout: judged by failure() later
+
     def failure(self):
         rc = self.child.wait()
         if self.child.killed:
@@ -76,6 +83,10 @@ class ThreadProducer(object):
             self.stream.close()  # the writer then fails with EPIPE and stops
         except OSError:
             pass
+
+    def ended_badly(self, grace=5):
+        self._thread.join(grace)
+        return self._error is not None
 
     def failure(self):
         self._thread.join()
@@ -347,6 +358,14 @@ def stream(producer, transforms, writer, checks=()):
             # The transform went away; stop the producer so it does not block on a full pipe.
             relay_error.append(exc)
             producer.abort()
+        else:
+            ended_badly = getattr(producer, "ended_badly", None)  # producers that cannot fail late lack it
+            if ended_badly is not None and ended_badly():
+                # The dump failed: the stages behind it must not finish (a zstd -19 would compress
+                # the tens of MiB it buffered before the failure is reported). Killed by us, they
+                # are not named as a cause.
+                for child in children:
+                    child.kill()
         finally:
             try:
                 target.close()

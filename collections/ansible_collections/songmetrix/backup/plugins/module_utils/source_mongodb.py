@@ -56,6 +56,9 @@ class _ConfigRemovingProducer(object):
     def abort(self):
         self._inner.abort()
 
+    def ended_badly(self, grace=5):
+        return self._inner.ended_badly(grace)
+
     def failure(self):
         try:
             return self._inner.failure()

@@ -129,3 +129,16 @@ def test_tail_check_through_a_transform_sees_the_end():
     result = stream(ProcessProducer(py_child("mysqldump", code)), [cat()], out,
                     [TailCheck(b"-- Dump completed", "mysqldump")])
     assert result.raw_size == len(out.getvalue()) == 3000000 + 33
+
+
+def test_a_failed_dump_stops_the_compressor_instead_of_letting_it_finish():
+    # 40 MiB of random data, then exit 3: zstd -19 -T1 takes it in (a 32 MiB job and its buffer)
+    # long before it could compress it. The stages are killed at the end of the dump's output, so
+    # almost nothing reaches the writer; without that, all ~40 MiB would be compressed and written.
+    code = "import os, sys; sys.stdout.buffer.write(os.urandom(40 << 20)); sys.stdout.flush(); sys.exit(3)"
+    zstd = Transform("zstd", ["zstd", "-q", "-c", "-19", "-T1"], {})
+    out = Collect()
+    with pytest.raises(BackupError) as failure:
+        stream(ProcessProducer(py_child("dumper", code)), [zstd], out, [])
+    assert str(failure.value) == "dumper exited with status 3"
+    assert len(out.getvalue()) < 20 << 20
