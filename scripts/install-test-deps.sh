@@ -25,6 +25,7 @@ TEST_APT_PACKAGES=(
     curl
     age
     gnupg
+    cron
 )
 # Extra packages can be asked for without editing this file.
 # shellcheck disable=SC2206
