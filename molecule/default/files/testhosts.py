@@ -243,6 +243,24 @@ def prepare_root(root: Path, name: str, pubkeys: list[str]) -> None:
     policy.chmod(0o755)
 
 
+def mirror_trust(root: Path) -> None:
+    """The machine's own CA certificates (e.g. a TLS-inspecting egress proxy's) into the host.
+
+    Like resolv.conf, part of the test machine's network rather than of the host under test:
+    without them apt over https and pip inside the hosts fail where the machine succeeds.
+    pip gets the system bundle through /etc/pip.conf (a venv's pip would use its own otherwise).
+    """
+    extra = sorted(Path("/usr/local/share/ca-certificates").glob("**/*.crt"))
+    if not extra:
+        return
+    target = root / "usr/local/share/ca-certificates"
+    target.mkdir(parents=True, exist_ok=True)
+    for cert in extra:
+        shutil.copyfile(cert, target / cert.name)
+    run(["chroot", root, "update-ca-certificates"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    (root / "etc/pip.conf").write_text("[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n")
+
+
 def mount_dev(root: Path) -> None:
     """A minimal /dev: tmpfs with the usual nodes, a private devpts and /dev/shm."""
     dev = root / "dev"
@@ -300,6 +318,7 @@ def host_up(hosts_dir: Path, name: str, tarball: Path, pubkeys: list[str]) -> di
     run(["tar", "--numeric-owner", "-C", root, "-I", "zstd -q", "-xpf", tarball])
     prepare_root(root, name, pubkeys)
     mount_dev(root)
+    mirror_trust(root)
     port = start_sshd(host_dir, name)
     log(f"{name}: sshd on 127.0.0.1:{port}, root {root}")
     return {"instance": name, "address": "127.0.0.1", "port": port, "user": "root", "root": str(root)}
