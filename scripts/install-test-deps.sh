@@ -26,6 +26,8 @@ TEST_APT_PACKAGES=(
     age
     gnupg
     cron
+    # molecule/default builds its Debian 12 test hosts with debootstrap (scripts/test.sh molecule)
+    debootstrap
 )
 # Extra packages can be asked for without editing this file.
 # shellcheck disable=SC2206
