@@ -19,7 +19,7 @@ ifeq ($(strip $(LC_ALL)$(LANG)),)
 export LANG := C.UTF-8
 endif
 
-.PHONY: help venv venv-dev deps backup test unit integration lint sanity latest molecule bench bench-storage bench-prune bench-restore clean
+.PHONY: help venv venv-dev deps backup test unit integration lint sanity latest molecule bench bench-storage bench-prune bench-restore bench-fleet clean
 
 help:
 	@echo "make backup       run the demo backup (playbooks/backup.yml, inventories/demo) into ./var/backups"
@@ -69,6 +69,11 @@ bench-prune: deps
 
 bench-restore: deps
 	$(VENV)/bin/python tests/bench/restore.py
+
+# install.yml then backup.yml on 3 chroot test hosts from scratch, then backup.yml on 20 inventory
+# hosts (aliases over them) with forks 20 against 1 host; root only. --mode local: localhost aliases.
+bench-fleet: deps
+	$(VENV)/bin/python tests/bench/fleet.py --mode ssh
 
 clean:
 	rm -rf $(VENV) .venv-latest .pytest_cache .ruff_cache .cache \

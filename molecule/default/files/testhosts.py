@@ -311,9 +311,20 @@ def start_sshd(host_dir: Path, name: str) -> int:
     raise SystemExit(f"sshd of {name} did not start:\n{last}")
 
 
+def make_hosts_dir(hosts_dir: Path) -> None:
+    """The hosts live on a tmpfs (unless SONGMETRIX_MOLECULE_TMPFS=0): unpacking, apt and pip
+    inside the hosts, and removing them (an unmount instead of deleting ~2 GB of small files)
+    do not wait for the disk. About 0.7 GB of memory per converged host."""
+    hosts_dir.mkdir(parents=True, exist_ok=True)
+    if use_tmpfs() and not mounts_under(hosts_dir):
+        size = os.environ.get("SONGMETRIX_MOLECULE_TMPFS_SIZE", "8g")
+        run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "songmetrix-molecule", hosts_dir])
+
+
 def host_up(hosts_dir: Path, name: str, tarball: Path, pubkeys: list[str]) -> dict:
     host_dir = hosts_dir / name
     root = host_dir / "root"
+    make_hosts_dir(hosts_dir)
     root.mkdir(parents=True)
     run(["tar", "--numeric-owner", "-C", root, "-I", "zstd -q", "-xpf", tarball])
     prepare_root(root, name, pubkeys)
@@ -324,10 +335,15 @@ def host_up(hosts_dir: Path, name: str, tarball: Path, pubkeys: list[str]) -> di
     return {"instance": name, "address": "127.0.0.1", "port": port, "user": "root", "root": str(root)}
 
 
+def use_tmpfs() -> bool:
+    return os.environ.get("SONGMETRIX_MOLECULE_TMPFS", "1") != "0"
+
+
 def cmd_up(args) -> None:
     hosts_dir = Path(args.state) / "hosts"
     cmd_down(args)  # whatever a previous run left behind
     tarball = ensure_rootfs()
+    make_hosts_dir(hosts_dir)
     pubkeys = [Path(k).read_text() for k in args.key]
     instances = [host_up(hosts_dir, name, tarball, pubkeys) for name in args.names]
     print(json.dumps(instances))
