@@ -27,6 +27,7 @@ def test_cron_daemon_runs_the_scheduled_backup(host):
     job_dir = f"{LOCAL_STORAGE}/{job['name']}"
     before = set(manifests(host, job_dir))
     assert not host.run("test -s /run/crond.pid && kill -0 $(cat /run/crond.pid)").succeeded, "cron already runs"
+    cron_started = host.check_output("date -u +%Y-%m-%dT%H:%M:%SZ")
     host.run_test("/usr/sbin/cron")
     try:
         deadline = time.monotonic() + WAIT_SECONDS
@@ -41,6 +42,7 @@ def test_cron_daemon_runs_the_scheduled_backup(host):
         manifest = read_json(host, new[-1])
         assert manifest["job"] == job["name"]
         assert manifest["kind"] == "scheduled"
+        assert manifest["started"] >= cron_started, (manifest["started"], cron_started)
         assert manifest["host"] == CRON_HOST
         # the run went through the wrapper (its log) and ansible-playbook -c local
         assert f"songmetrix-backup: job {job['name']} starts" in host.file(
