@@ -28,6 +28,8 @@ TEST_APT_PACKAGES=(
     gnupg
     cron
     chromium
+    # molecule/default builds its Debian 12 test hosts with debootstrap (scripts/test.sh molecule)
+    debootstrap
 )
 # Extra packages can be asked for without editing this file.
 # shellcheck disable=SC2206
