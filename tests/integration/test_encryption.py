@@ -11,12 +11,12 @@ import pty
 import sqlite3
 import subprocess
 import tempfile
-import threading
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.cmdline_watch import CmdlineWatch
 from tests.integration.test_restore_docs import (
     MY_SCHEMA,
     PG_SCHEMA,
@@ -61,38 +61,6 @@ def gpg_key(tmp_path_factory):
 
 def gpg_homes():
     return set(glob.glob(os.path.join(tempfile.gettempdir(), "sm-gpg-*")))
-
-
-class CmdlineWatch:
-    """Samples every process's argv while a module runs: a secret must never show up there."""
-
-    def __init__(self, *secrets):
-        self.secrets = [s.encode() for s in secrets]
-        self.seen = []
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self):
-        while not self._stop.is_set():
-            for path in glob.glob("/proc/[0-9]*/cmdline"):
-                try:
-                    with open(path, "rb") as handle:
-                        argv = handle.read()
-                except OSError:
-                    continue
-                if any(s in argv for s in self.secrets):
-                    self.seen.append(argv)
-            self.samples += 1
-            self._stop.wait(0.01)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 def stock_age_decrypt(path, identity_file):

@@ -7,48 +7,16 @@ last-attempt record; and the same for a failing run whose error text comes from 
 
 from __future__ import annotations
 
-import glob
 import json
-import threading
 import uuid
 
 import pytest
 
+from tests.cmdline_watch import CmdlineWatch
+
 from ansible_collections.songmetrix.backup.plugins.module_utils.storage import opened_storage
 
 PASSPHRASE = "enc pass 'phrase' \"q\" $(x) " + uuid.uuid4().hex[:8]
-
-
-class CmdlineWatch:
-    """Samples every process's argv while it is active; any argv holding a secret is kept."""
-
-    def __init__(self, secrets):
-        self.secrets = [s.encode() for s in secrets if s]
-        self.seen = []
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self):
-        while not self._stop.is_set():
-            for path in glob.glob("/proc/[0-9]*/cmdline"):
-                try:
-                    with open(path, "rb") as handle:
-                        argv = handle.read()
-                except OSError:
-                    continue
-                if any(s in argv for s in self.secrets):
-                    self.seen.append(argv)
-            self.samples += 1
-            self._stop.wait(0.01)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 def source_for(engine, request):
@@ -94,7 +62,7 @@ def test_no_secret_in_argv_output_manifest_or_attempt_record(request, run_module
     secrets = [password, PASSPHRASE, *storage_secrets]
     job = "sec-%s-%s" % (engine, storage_kind)
     args = dict(job=job, source=source, storage=storage, encryption=dict(method="gpg", passphrase=PASSPHRASE))
-    with CmdlineWatch(secrets) as watch:
+    with CmdlineWatch(*secrets) as watch:
         ok = run_module("dump", args, extra_internal_args=dict(_ansible_verbosity=3, _ansible_debug=True))
         # A failing run (the database vanished) whose message comes from the dump tool's stderr.
         failed = run_module("dump", dict(args, source=dict(source, database="gone_" + uuid.uuid4().hex[:6])),
