@@ -16,23 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.modrun import REPO_ROOT, run_module as _run_module
-from tests.servers import MariaDBServer, PostgresServer, ServerUnavailable, missing_server
+from tests.servers import MariaDBServer, PostgresServer, started_server
 
 # Storage servers (moto S3, sshd) live in their own fixture modules.
 pytest_plugins = ["tests.fixtures_s3", "tests.fixtures_sftp"]
-
-
-def _server(cls):
-    try:
-        server = cls()
-    except ServerUnavailable as exc:
-        missing_server(exc)
-    try:
-        server.setup()
-    except BaseException:
-        server.cleanup()
-        raise
-    return server
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +35,7 @@ def pg_server():
     drop_database, stop(), start(), conn_params(), tool("pg_dump"), client_env().
     Tests that stop() it must start() it again before they end.
     """
-    server = _server(PostgresServer)
+    server = started_server(PostgresServer)
     yield server
     server.cleanup()
 
@@ -60,7 +47,7 @@ def mariadb_server():
     API: host, port, socket, user, password, version, sql(sql, database=None), create_database,
     drop_database, stop(), start(), conn_params().
     """
-    server = _server(MariaDBServer)
+    server = started_server(MariaDBServer)
     yield server
     server.cleanup()
 

@@ -146,6 +146,20 @@ def missing_server(exc):
     raise exc
 
 
+def started_server(cls):
+    """A test server of ``cls`` set up and running (missing software: see missing_server)."""
+    try:
+        server = cls()
+    except ServerUnavailable as exc:
+        missing_server(exc)
+    try:
+        server.setup()
+    except BaseException:
+        server.cleanup()
+        raise
+    return server
+
+
 class _ManagedServer:
     """What both servers share: use as a context manager (setup/cleanup), connection parameters."""
 

@@ -20,27 +20,14 @@ import pytest
 
 from fault_helpers import assert_failed_run_left_no_backup, seed_history
 from tests.integration.engine_helpers import start_module, wait_for_child
-from tests.servers import MariaDBServer, PostgresServer, ServerUnavailable, free_port, missing_server
+from tests.servers import MariaDBServer, PostgresServer, free_port, started_server
 
 ROWS = 300_000  # ~75 MB of dump, minutes at zstd -19 on one thread: time enough to break it midway
 
 
-def _own_server(cls):
-    try:
-        server = cls()
-    except ServerUnavailable as exc:
-        missing_server(exc)
-    try:
-        server.setup()
-    except BaseException:
-        server.cleanup()
-        raise
-    return server
-
-
 @pytest.fixture(scope="module")
 def own_pg():
-    server = _own_server(PostgresServer)
+    server = started_server(PostgresServer)
     name = "faults_" + uuid.uuid4().hex[:6]
     server.create_database(name)
     server.psql("CREATE TABLE big AS SELECT g, md5(g::text) || repeat('y', 200) AS t "
@@ -52,7 +39,7 @@ def own_pg():
 
 @pytest.fixture(scope="module")
 def own_mariadb():
-    server = _own_server(MariaDBServer)
+    server = started_server(MariaDBServer)
     name = "faults_" + uuid.uuid4().hex[:6]
     server.create_database(name)
     server.sql("CREATE TABLE big (id INT PRIMARY KEY, t TEXT); "
