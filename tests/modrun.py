@@ -49,6 +49,14 @@ class ModuleResult:
     def msg(self) -> str:
         return (self.result or {}).get("msg", "")
 
+    @property
+    def warnings(self) -> list:
+        """The warning texts (ansible-core 2.19+ returns each as a structured summary)."""
+        out = []
+        for w in (self.result or {}).get("warnings") or []:
+            out.append(w if isinstance(w, str) else (w.get("event") or {}).get("msg") or w.get("msg") or json.dumps(w))
+        return out
+
     def describe(self) -> str:
         """Everything useful for an assertion message."""
         return (

@@ -29,11 +29,7 @@ def notify(run_module, args, **kw):
 
 
 def warnings_of(res):
-    """The warning texts of a result (ansible-core 2.19+ returns them as structured summaries)."""
-    out = []
-    for w in res.result.get("warnings") or []:
-        out.append(w if isinstance(w, str) else (w.get("event") or {}).get("msg") or w.get("msg") or json.dumps(w))
-    return out
+    return res.warnings
 
 
 def only(requests):

@@ -63,8 +63,9 @@ class AttemptLog(object):
         try:
             if self.storage_usable is None:
                 self.storage.preflight(create=False)
-            if next(iter(self.storage.list_keys(layout.job_folder(self.prefix, self.job))), None) is None:
-                return  # no history yet: a first run with bad input leaves storage untouched
+            keys = (info.key for info in self.storage.list_keys(layout.job_folder(self.prefix, self.job)))
+            if next((key for key in keys if not layout.is_status_key(key, self.prefix)), None) is None:
+                return  # no history yet (the run's own lock aside): a first run with bad input leaves no record
         except BackupError:
             return
         self._write("failed", finished, error=str(error))

@@ -17,6 +17,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.compression impo
 )
 from ansible_collections.songmetrix.backup.plugins.module_utils.encryption import build_encryptor, encryption_stages
 from ansible_collections.songmetrix.backup.plugins.module_utils.encryption import extension as encryption_extension
+from ansible_collections.songmetrix.backup.plugins.module_utils.job_lock import JobLocks, LockHeld, LockSettings
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import (
     BackupError,
     StorageError,
@@ -52,6 +53,7 @@ class BackupPlan(object):
         self.compressor = build_compressor(
             params.get("compression") or "zstd", params.get("compression_level"), params.get("compression_threads")
         )
+        self.lock_settings = LockSettings(params.get("lock"))
         self.compression = (
             {"algorithm": "none", "level": None} if self.compressor is None else
             {"algorithm": self.compressor.info["algorithm"], "level": self.compressor.info["level"]}
@@ -254,25 +256,32 @@ def run_backup(plan, check_mode=False):
     """Run (or, in check mode, validate and describe) one backup; returns the module result.
 
     A real run records its outcome in the job's last-attempt record (attempts.py), which prune
-    reads: a failure there stops pruning until a backup succeeds again.
+    reads: a failure there stops pruning until a backup succeeds again. It holds the job's locks
+    (job_lock.py) from before the source is touched until its outcome is recorded; a run that
+    finds them held by another run stops without recording anything: the other run records its own.
     """
     attempt = None if check_mode else AttemptLog(plan.storage, plan.prefix, plan.job, utc_now())
+    locks = JobLocks(plan.lock_settings, plan.storage, plan.prefix, plan.job)
     try:
-        result = _run(plan, check_mode, attempt)
+        result = _run(plan, check_mode, attempt, locks)
     except BackupError as exc:
-        if attempt is not None:
+        if attempt is not None and not isinstance(exc, LockHeld):
             attempt.failed(utc_now(), exc)
-            if attempt.warnings:
-                exc.details["warnings"] = exc.details.get("warnings", []) + attempt.warnings
+        locks.release()
+        warnings = (attempt.warnings if attempt is not None else []) + locks.warnings
+        if warnings:
+            exc.details["warnings"] = exc.details.get("warnings", []) + warnings
         raise
     finally:
+        locks.release()
         plan.close()
-    if attempt is not None:
-        result["warnings"] = result.get("warnings", []) + attempt.warnings
+    result["warnings"] = result.get("warnings", []) + (attempt.warnings if attempt is not None else []) + \
+        locks.warnings
     return result
 
 
-def _run(plan, check_mode, attempt):
+def _run(plan, check_mode, attempt, locks):
+    locks.take_host_lock(check_mode)
     plan.source.preflight()
     spool_report = plan.spool.pending(plan.prefix, plan.job) if plan.spool else None
     try:
@@ -286,6 +295,7 @@ def _run(plan, check_mode, attempt):
             raise
         _spool_instead(plan, exc)
     _storage_usable(attempt, True)
+    locks.take_storage_lock(check_mode)
 
     if plan.spool and not check_mode:
         spool_report = plan.spool.drain(plan.prefix, plan.job)

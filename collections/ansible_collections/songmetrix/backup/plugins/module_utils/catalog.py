@@ -77,7 +77,7 @@ def list_backups(storage, prefix="", job=None, kind=None, since=None, until=None
     for info in storage.list_keys(layout.job_folder(prefix, job)):
         parsed = layout.parse_manifest_key(info.key, prefix)
         if parsed is None:
-            if not layout.is_attempt_key(info.key, prefix):
+            if not layout.is_status_key(info.key, prefix):
                 others.append(info)
         elif job is None or parsed["job"] == job:
             found[parsed["stem"]] = Backup(info, parsed)

@@ -92,6 +92,8 @@ def job_folder(prefix, job=None):
 
 
 ATTEMPT_NAME = "last-attempt.json"
+LOCK_NAME = "lock.json"
+STATUS_NAMES = (ATTEMPT_NAME, LOCK_NAME)
 
 
 def attempt_key(prefix, job):
@@ -99,10 +101,15 @@ def attempt_key(prefix, job):
     return job_folder(prefix, job) + ATTEMPT_NAME
 
 
-def is_attempt_key(key, prefix=""):
-    """Whether ``key`` is some job's last-attempt record under ``prefix``."""
+def lock_key(prefix, job):
+    """The job's lock object, held while a run backs it up (see job_lock.py)."""
+    return job_folder(prefix, job) + LOCK_NAME
+
+
+def is_status_key(key, prefix=""):
+    """Whether ``key`` is some job's last-attempt record or lock object under ``prefix``: no backup."""
     rest = key[len(prefix) + 1:] if prefix else key
     if prefix and not key.startswith(prefix + "/"):
         return False
     job, _sep, name = rest.partition("/")
-    return name == ATTEMPT_NAME and bool(job)
+    return name in STATUS_NAMES and bool(job)

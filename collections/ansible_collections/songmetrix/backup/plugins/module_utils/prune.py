@@ -3,7 +3,9 @@
 retention.plan() decides what the policy keeps. This module adds what a policy cannot know:
 - the newest good backup (its manifest reads, its artifact is there with the recorded size) and
   the ``min_keep`` newest backups are always kept;
-- nothing is deleted while the job's latest attempt has not succeeded (attempts.py), or when its
+- nothing is deleted while a backup of the job holds its storage lock (job_lock.py: its new
+  backup is not listed yet, and its outcome is not recorded yet), while the job's latest
+  attempt has not succeeded (attempts.py), or when its
   newest good backup is older than ``max_age``: when backups stop working, keep what is left;
 - a run that would delete more than ``max_delete_fraction`` of the job's backups stops and asks
   for ``force`` (a wrong policy or a clock jump must not wipe the history in one run);
@@ -19,6 +21,7 @@ import datetime
 from ansible_collections.songmetrix.backup.plugins.module_utils import catalog, layout, manifest, retention, validation
 from ansible_collections.songmetrix.backup.plugins.module_utils.attempts import read_last
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
+from ansible_collections.songmetrix.backup.plugins.module_utils.job_lock import describe_holder, holder_of, is_stale
 from ansible_collections.songmetrix.backup.plugins.module_utils.storage import opened_storage
 from ansible_collections.songmetrix.backup.plugins.module_utils.verification import manifest_problem
 
@@ -88,10 +91,13 @@ def plan_deletion(storage, backups):
     return untrusted
 
 
-def _stop_reason(settings, attempt, good, now, deleting, considered):
+def _stop_reason(settings, attempt, good, now, deleting, considered, lock_holder=None):
     """Why this run must delete nothing, and whether that is a failure (True) or a skip (False)."""
     if not deleting:
         return None, False  # nothing would go: nothing to stop
+    if lock_holder is not None and not is_stale(lock_holder, now):
+        return "job %s is locked by %s; nothing is pruned while it runs" % (
+            settings.job, describe_holder(lock_holder)), False
     if attempt is not None and attempt.get("status") != "ok":
         return (
             "the latest backup attempt of job %s (started %s on %s) did not succeed (%s%s); nothing is "
@@ -137,7 +143,7 @@ def _deleted_entry(backup):
     }
 
 
-def decide(settings, storage, listing, attempt, now):
+def decide(settings, storage, listing, attempt, now, lock_holder=None):
     """(keep [(backup, reasons)], delete [backup], warnings, stop reason, stop is a failure)."""
     considered = [b for b in listing.backups if settings.include_manual or b.kind != "manual"]
     plan = retention.plan(considered, settings.policy, settings.timezone, now=now)
@@ -168,7 +174,7 @@ def decide(settings, storage, listing, attempt, now):
     keep += [(b, ["manual"]) for b in listing.backups if b not in considered]
     keep.sort(key=lambda item: item[0].started, reverse=True)
     delete = [b for b in considered if b.manifest_key not in reasons]
-    stop, fails = _stop_reason(settings, attempt, good, now, len(delete), len(considered))
+    stop, fails = _stop_reason(settings, attempt, good, now, len(delete), len(considered), lock_holder)
     return keep, delete, warnings, stop, fails
 
 
@@ -196,7 +202,8 @@ def run_prune(params, check_mode=False, diff=False, now=None):
         storage.preflight(create=False)
         listing = catalog.list_backups(storage, settings.prefix, settings.job)
         attempt = read_last(storage, settings.prefix, settings.job)
-        keep, delete, warnings, stop, fails = decide(settings, storage, listing, attempt, now)
+        lock_holder = holder_of(storage, settings.prefix, settings.job)
+        keep, delete, warnings, stop, fails = decide(settings, storage, listing, attempt, now, lock_holder)
         result = {
             "job": settings.job,
             "location": storage.location(folder),

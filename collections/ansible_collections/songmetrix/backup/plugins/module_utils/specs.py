@@ -227,5 +227,17 @@ DECRYPTION_OPTIONS = dict(
 )
 
 
+LOCK_OPTIONS = dict(
+    enabled=dict(type="bool", default=True),
+    dir=dict(type="path", default="/run/lock/songmetrix-backup"),
+    wait=dict(type="int", default=0),
+    stale_after=dict(type="str", default="12h"),
+)
+
+
+def lock_specs():
+    return dict(lock=dict(type="dict", options=LOCK_OPTIONS))
+
+
 def encryption_specs():
     return dict(encryption=dict(type="dict", options=ENCRYPTION_OPTIONS))

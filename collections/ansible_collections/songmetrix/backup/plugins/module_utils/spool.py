@@ -19,6 +19,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.integrity import
     mismatch,
     read_digest,
 )
+from ansible_collections.songmetrix.backup.plugins.module_utils.storage import identity
 from ansible_collections.songmetrix.backup.plugins.module_utils.storage_local import LocalStorage
 
 SPOOL_FOLDER = "songmetrix-spool"
@@ -27,8 +28,7 @@ SPOOL_FOLDER = "songmetrix-spool"
 class Spool(object):
     def __init__(self, spool_dir, target):
         self.target = target
-        identity = json.dumps(target.describe(), sort_keys=True)
-        self.target_id = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:16]
+        self.target_id = hashlib.sha256(identity(target).encode("utf-8")).hexdigest()[:16]
         self.root = os.path.join(spool_dir, SPOOL_FOLDER, self.target_id)
         self.storage = LocalStorage(self.root)
 

@@ -17,6 +17,9 @@ Every storage (storage_local, storage_s3, storage_sftp) offers the same methods,
   open_reader(key)              a reader: read(n) -> bytes (b"" at the end), close(); .size is known
   get_small(key)                the bytes of a small object
   list_keys(prefix)             every object under a key prefix, recursively: ObjectInfo(key, size, modified)
+  create_small(key, data)       write a small status object (a lock) that must not exist yet: raises BackupError
+                                when the key exists (local link(), S3 If-None-Match: * and never object-locked,
+                                SFTP plain rename); like put_small without metadata
   replace_small(key, data)      write a small status object (never a backup), REPLACING an existing one,
                                 atomically for readers: local temp file + fsync + os.replace; S3 a plain
                                 PutObject (no If-None-Match, not locked); SFTP temp file +
@@ -36,6 +39,7 @@ Errors name the location and the cause and never contain a secret.
 """
 
 import contextlib
+import json
 from collections import namedtuple
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import ValidationError
@@ -91,6 +95,11 @@ def make_storage(params):
     from ansible_collections.songmetrix.backup.plugins.module_utils.storage_sftp import SftpStorage
 
     return SftpStorage(params)
+
+
+def identity(storage):
+    """The storage's identity without secrets (type, bucket or host, path), as one string."""
+    return json.dumps(storage.describe(), sort_keys=True)
 
 
 def remove_emptied_folders(keys, rmdir):

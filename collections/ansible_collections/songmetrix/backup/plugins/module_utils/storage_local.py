@@ -151,6 +151,10 @@ class LocalStorage(object):
         """Write a small object (a manifest) atomically: temp name, fsync, link, fsync dir."""
         self._store_small(key, data, replace=False)
 
+    def create_small(self, key, data):
+        """A status object that must not exist yet (a lock): link() refuses an existing one."""
+        self._store_small(key, data, replace=False)
+
     def replace_small(self, key, data):
         """Write a status object over an existing one: temp name, fsync, os.replace, fsync dir."""
         self._store_small(key, data, replace=True)

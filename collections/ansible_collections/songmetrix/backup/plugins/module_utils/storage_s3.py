@@ -746,13 +746,20 @@ class S3Storage(object):
             writer.abort()
             raise
 
+    def create_small(self, key, data):
+        """A status object that must not exist yet (a lock): PutObject with If-None-Match: *."""
+        self.put_object(key, data, self._status_object_args(), replace=False)
+
     def replace_small(self, key, data):
         """A status object, replacing any old one: a plain PutObject (no If-None-Match)."""
+        self.put_object(key, data, self._status_object_args(), replace=True)
+
+    def _status_object_args(self):
         args = self.object_args(None)
-        # Not locked: a status object is no backup, and every overwrite would keep a locked version.
+        # Not locked: a status object is no backup, it must be replaceable and removable.
         args.pop("ObjectLockMode", None)
         args.pop("ObjectLockRetainUntilDate", None)
-        self.put_object(key, data, args, replace=True)
+        return args
 
     def put_object(self, key, body, object_args, replace=False):
         args = dict(object_args)

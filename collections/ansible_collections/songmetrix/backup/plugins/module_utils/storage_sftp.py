@@ -764,6 +764,10 @@ class SftpStorage(object):
         """Write a small object (a manifest) like an artifact; a lost connection is retried."""
         self._store_small(key, data, replace=False)
 
+    def create_small(self, key, data):
+        """A status object that must not exist yet (a lock): the plain SFTP rename refuses an existing one."""
+        self._store_small(key, data, replace=False)
+
     def replace_small(self, key, data):
         """Write a status object over an existing one (see rename_over); a lost connection is retried."""
         self._store_small(key, data, replace=True)

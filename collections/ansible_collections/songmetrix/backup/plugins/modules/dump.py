@@ -23,6 +23,7 @@ extends_documentation_fragment:
   - songmetrix.backup.storage
   - songmetrix.backup.encryption
   - songmetrix.backup.compression
+  - songmetrix.backup.lock
 options:
   job:
     description:
@@ -393,6 +394,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.module_base impo
 from ansible_collections.songmetrix.backup.plugins.module_utils.specs import (
     compression_specs,
     encryption_specs,
+    lock_specs,
     source_spec,
     storage_spec,
 )
@@ -410,6 +412,7 @@ def main():
     )
     argument_spec.update(compression_specs())
     argument_spec.update(encryption_specs())
+    argument_spec.update(lock_specs())
     module = BackupModule(argument_spec=argument_spec, supports_check_mode=True)
     module.run(lambda m: run_dump(m.params, check_mode=m.check_mode))
 

@@ -21,6 +21,7 @@ extends_documentation_fragment:
   - songmetrix.backup.storage
   - songmetrix.backup.encryption
   - songmetrix.backup.compression
+  - songmetrix.backup.lock
 options:
   job:
     description:
@@ -134,6 +135,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.module_base impo
 from ansible_collections.songmetrix.backup.plugins.module_utils.specs import (
     compression_specs,
     encryption_specs,
+    lock_specs,
     storage_spec,
 )
 
@@ -152,6 +154,7 @@ def main():
     )
     argument_spec.update(compression_specs())
     argument_spec.update(encryption_specs())
+    argument_spec.update(lock_specs())
     module = BackupModule(
         argument_spec=argument_spec,
         required_one_of=[("src", "spool_dir")],
