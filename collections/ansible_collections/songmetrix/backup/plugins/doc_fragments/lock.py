@@ -35,7 +35,7 @@ options:
       stale_after:
         description:
           - How long after it was taken the storage lock counts as stale, for a run that was killed before
-            it could remove it: seconds, or a number with C(d), C(h), C(m), C(s) (C(90m), C(12h), C(1d)).
+            it could remove it. Seconds, or a number with C(d), C(h), C(m), C(s) (C(90m), C(12h), C(1d)).
             At least one minute.
           - Set it longer than the job's longest backup, or a second host may take the lock over while the
             first still runs (the first then warns about it when it ends).

@@ -99,6 +99,30 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+locked:
+  description:
+    - When the run stopped because another run of the job holds its lock (O(lock)), that run's lock
+      record; the task failed and no backup was made.
+  returned: when the job was locked
+  type: dict
+  contains:
+    host:
+      description: Host of the run that holds the lock.
+      type: str
+    pid:
+      description: Its process ID.
+      type: int
+    owner:
+      description: The user it runs as.
+      type: str
+    acquired:
+      description: When it took the lock (UTC).
+      type: str
+    expires:
+      description: When the storage lock counts as stale (UTC); null for the host lock.
+      type: str
+  sample: {"host": "db2", "pid": 4242, "owner": "backup", "acquired": "2026-12-05T02:00:03Z",
+           "expires": "2026-12-05T14:00:03Z", "operation": "backup", "job": "billing-db"}
 artifact:
   description: Storage key of the artifact.
   returned: when src is given
