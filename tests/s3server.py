@@ -61,6 +61,15 @@ def client_config(**extra) -> Config:
     return Config(**options)
 
 
+def _with_moto_aliases(actions) -> list[str]:
+    """AWS authorizes HeadObject by s3:GetObject; moto >= 5.2 asks for an action s3:HeadObject of its own.
+    Grant (or deny) both, so a policy means here what it means on AWS."""
+    actions = list(actions)
+    if "s3:GetObject" in actions and "s3:HeadObject" not in actions:
+        actions.append("s3:HeadObject")
+    return actions
+
+
 class S3Server:
     """moto's S3 (and IAM) over HTTP on 127.0.0.1:<free port>, with authentication on."""
 
@@ -145,9 +154,9 @@ class S3Server:
 
     def create_credentials(self, actions, resource="*", deny=()) -> tuple[str, str]:
         """A new user allowed only ``actions`` (e.g. ["s3:GetObject"]); returns (access_key, secret_key)."""
-        statements = [{"Effect": "Allow", "Action": list(actions), "Resource": resource}]
+        statements = [{"Effect": "Allow", "Action": _with_moto_aliases(actions), "Resource": resource}]
         if deny:
-            statements.append({"Effect": "Deny", "Action": list(deny), "Resource": resource})
+            statements.append({"Effect": "Deny", "Action": _with_moto_aliases(deny), "Resource": resource})
         iam = self.client("iam")
         return self._make_user(iam, "user-" + secrets.token_hex(4), {"Version": "2012-10-17", "Statement": statements})
 
@@ -177,6 +186,17 @@ class S3Server:
         paginator = self.client().get_paginator("list_objects_v2")
         return [item["Key"] for page in paginator.paginate(Bucket=bucket, Prefix=prefix)
                 for item in page.get("Contents", [])]
+
+    def stranded_lock(self, bucket: str, job: str, prefix: str = "") -> dict:
+        """The job's lock object (<prefix>/<job>/lock.json) as a dict; {} when there is none.
+
+        A run whose endpoint died cannot remove its lock: it stays, naming the host and pid."""
+        key = "/".join(part for part in (prefix, job, "lock.json") if part)
+        try:
+            body = self.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        except self.client().exceptions.NoSuchKey:
+            return {}
+        return json.loads(body)
 
     def delete_bucket(self, name: str):
         """Empty and remove a bucket (best effort for locked objects): keeps moto's memory small."""

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import socket
 import time
 
 from engine_helpers import sha256sum
@@ -105,7 +106,9 @@ def test_endpoint_dying_mid_upload_leaves_no_object_and_spools(
     s3_proxy.kill_after("UploadPart", 2)
     res = run_module("dump", dump_args(source, storage, spool_dir))
     assert res.failed and "kept complete in the spool" in res.msg, res.describe()
-    assert s3_server.keys(s3_bucket) == []
+    # No backup object; only the job's lock, which the dead endpoint kept (it names this host).
+    assert s3_server.keys(s3_bucket) == ["media/lock.json"]
+    assert s3_server.stranded_lock(s3_bucket, "media")["host"] == socket.gethostname()
     assert len([p for p in spooled_files(spool_dir) if p.endswith(".manifest.json")]) == 1
     # The abort could not reach the dead endpoint: the error says so, and the upload is still pending
     # (what the AbortIncompleteMultipartUpload lifecycle rule of docs/storage.md is for).

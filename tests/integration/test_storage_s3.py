@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import tarfile
@@ -548,7 +549,11 @@ def test_dump_endpoint_killed_mid_upload_leaves_no_object(run_module, s3_server,
                                   storage=storage, compression="none"))
     assert res.rc != 0 and "cannot reach the S3 endpoint %s" % s3_proxy.endpoint_url in res.msg, res.describe()
     assert_no_secret(s3_server, res.stdout + res.stderr)
-    assert s3_server.keys(s3_bucket) == []  # neither artifact nor manifest
+    # Neither artifact nor manifest. The job's lock could not be removed through the dead endpoint:
+    # the run says so, and the lock names this host, whose next run takes it over at once.
+    assert s3_server.keys(s3_bucket) == ["files/lock.json"]
+    assert s3_server.stranded_lock(s3_bucket, "files")["host"] == socket.gethostname()
+    assert any("could not remove the lock" in warning for warning in res.warnings), res.describe()
 
 
 def peak_rss_mib(process):
