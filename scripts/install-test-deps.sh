@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything `make test` needs, on a fresh Debian 12 (root) or a developer machine:
 #   1. Debian packages for the real-server tests and the dump tools (only when missing);
-#   2. .venv with requirements-dev.txt (only when the requirement files changed).
+#   2. .venv with requirements-dev.txt (only when the requirement files changed);
+#   3. a second PostgreSQL major (16, from PyPI's pgserver wheel) for the version-skew tests.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -37,3 +38,5 @@ TEST_APT_PACKAGES+=(${EXTRA_TEST_APT_PACKAGES:-})
 
 "$repo/scripts/apt-ensure.sh" "${TEST_APT_PACKAGES[@]}"
 "$repo/scripts/venv.sh" dev
+# PostgreSQL 16 binaries beside Debian's 15, for the server/client version-skew tests.
+"$repo/scripts/fetch-postgresql-other.sh"

@@ -37,6 +37,7 @@ __all__ = [
     "ServerError",
     "ServerUnavailable",
     "free_port",
+    "other_pg_bin_dir",
     "pg_bin_dir",
 ]
 
@@ -177,11 +178,33 @@ class _ManagedServer:
         return {"host": self.host, "port": self.port, "user": self.user, "password": self.password}
 
 
-class PostgresServer(_ManagedServer):
-    """A throwaway PostgreSQL cluster listening on 127.0.0.1:<free port>."""
+OTHER_PG_VERSION = "16.2"
 
-    def __init__(self, *, fast: bool = True, base_dir: str | os.PathLike | None = None):
-        self.bin_dir = pg_bin_dir()
+
+def other_pg_bin_dir() -> Path:
+    """The bin dir of a second PostgreSQL major (16, beside Debian's 15) for version-skew tests.
+
+    scripts/fetch-postgresql-other.sh (run by `make deps`) unpacks it from PyPI's pgserver wheel into
+    ${SONGMETRIX_CACHE:-~/.cache/songmetrix-backup}/postgresql-16.2.
+    """
+    cache = Path(os.environ.get("SONGMETRIX_CACHE") or Path.home() / ".cache" / "songmetrix-backup")
+    bin_dir = cache / f"postgresql-{OTHER_PG_VERSION}" / "pgserver" / "pginstall" / "bin"
+    if not (bin_dir / "postgres").exists():
+        raise ServerUnavailable(
+            f"PostgreSQL {OTHER_PG_VERSION} binaries not found in {bin_dir} (make deps, or "
+            "scripts/fetch-postgresql-other.sh, fetches them)")
+    return bin_dir
+
+
+class PostgresServer(_ManagedServer):
+    """A throwaway PostgreSQL cluster listening on 127.0.0.1:<free port>.
+
+    ``bin_dir``: the server's binaries (default: Debian's newest, pg_bin_dir()).
+    """
+
+    def __init__(self, *, fast: bool = True, base_dir: str | os.PathLike | None = None,
+                 bin_dir: Path | None = None):
+        self.bin_dir = bin_dir or pg_bin_dir()
         self.host = LOCALHOST
         self.port: int | None = None
         self.user = ADMIN_USER
@@ -226,6 +249,8 @@ class PostgresServer(_ManagedServer):
         if self._os_user is not None:
             os.chown(self.tmp, self._os_user.pw_uid, self._os_user.pw_gid)
         os.chmod(self.tmp, 0o700)
+        if self._os_user is not None and not _traversable_by_others(self.bin_dir):
+            self.bin_dir = self._copy_install()
         initdb = [
             self.bin_dir / "initdb",
             "-D", self.data_dir,
@@ -272,6 +297,17 @@ class PostgresServer(_ManagedServer):
         m = re.match(r"\d+(?:\.\d+)*", out.strip())
         self.version = m.group(0) if m else out.strip()
         return self
+
+    def _copy_install(self) -> Path:
+        """A copy of a relocatable install (bin/ two levels below its root, as in the pgserver wheel)
+        inside our temp dir, for the postgres OS user, who cannot reach a private home (~root/.cache)."""
+        root = self.bin_dir.parents[2]
+        copy = self.tmp / "install"
+        shutil.copytree(root, copy, symlinks=True)
+        for path in [copy, *copy.rglob("*")]:  # a+rX, whatever the umask was at unpacking
+            if not path.is_symlink():
+                os.chmod(path, os.stat(path).st_mode | (0o555 if path.is_dir() else 0o444))
+        return copy / self.bin_dir.relative_to(root)
 
     def _write_conf(self):
         settings = {

@@ -20,13 +20,23 @@ CHUNK_SIZE = 1024 * 1024
 HEAD_BYTES = 64 * 1024  # what head-only stream checks get to see
 
 
-class ProcessProducer(object):
-    """Raw bytes from a dump tool's stdout."""
+def with_first_cause(message, cause):
+    """A tool's failure message, led by what failed before it and caused it (if anything did)."""
+    return "%s; then %s" % (cause, message) if cause else message
 
-    def __init__(self, child, stderr_check=None):
+
+class ProcessProducer(object):
+    """Raw bytes from a dump tool's stdout.
+
+    ``first_cause``: a callable naming a failure elsewhere that makes the tool fail (or None), put
+    before the tool's own message.
+    """
+
+    def __init__(self, child, stderr_check=None, first_cause=None):
         self.child = child
         self.stream = child.stdout
         self._stderr_check = stderr_check
+        self._first_cause = first_cause
 
     def abort(self):
         self.child.kill()
@@ -46,6 +56,8 @@ class ProcessProducer(object):
         if message is None and self._stderr_check is not None:
             # Some tools exit 0 after printing an error (pg_dump on some auth failures).
             message = self._stderr_check(self.child.stderr_text())
+        if message and self._first_cause is not None:
+            message = with_first_cause(message, self._first_cause())
         return message
 
 

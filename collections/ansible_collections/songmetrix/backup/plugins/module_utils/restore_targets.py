@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
+from ansible_collections.songmetrix.backup.plugins.module_utils.pg_client import pg_restore_for
 from ansible_collections.songmetrix.backup.plugins.module_utils.procs import (
     Child,
     child_env,
@@ -116,7 +117,7 @@ class PostgresqlTarget(object):
         if options.get("single_transaction") and jobs and jobs > 1:
             raise ValidationError("single_transaction cannot be combined with jobs")
         self.checked_before_visible = self.format == "directory"
-        self.pg_restore = find_tool("pg_restore", target.get("executable"), "postgresql-client")
+        self.pg_restore = pg_restore_for(record, target.get("executable"), "target.executable")
         sibling = os.path.join(os.path.dirname(self.pg_restore), "psql")
         self.psql = sibling if os.access(sibling, os.X_OK) else find_tool("psql", package_hint="postgresql-client")
         self.exists = None

@@ -14,6 +14,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.pipeline import 
     NonEmptyCheck,
     ProcessProducer,
     ThreadProducer,
+    with_first_cause,
 )
 from ansible_collections.songmetrix.backup.plugins.module_utils.procs import (
     Child,
@@ -27,14 +28,17 @@ FORMATS = {"custom": "dump", "plain": "sql", "directory": "tar"}
 # `pg_restore --list` lines of tables: "<id>; <catalog oid> <oid> TABLE <schema> <name> <owner>".
 TOC_TABLE_RE = re.compile(r"^\d+; (\d+) (\d+) TABLE ", re.MULTILINE)
 PG_CLASS_OID = "1259"
-# Exact counts of the listed tables in one statement (query_to_xml runs the per-table count(*)),
-# so it can run in a read-only transaction. ONLY: pg_dump dumps each table's own rows.
+# Exact counts of the listed tables in one statement that runs in the read-only transaction: the
+# first query writes a UNION ALL of per-table count(*), which psql's \gexec runs (not query_to_xml,
+# which a server built without libxml refuses). ONLY: pg_dump dumps each table's own rows.
 COUNT_SQL = (
-    "SELECT coalesce(json_object_agg(n.nspname || '.' || c.relname, "
-    "(xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM ONLY %%I.%%I', n.nspname, c.relname), "
-    "false, true, '')))[1]::text::bigint), '{}') "
+    "SELECT coalesce('SELECT coalesce(json_object_agg(name, n), ''{}'') FROM (' || "
+    "string_agg(format('SELECT %%L::text AS name, count(*) AS n FROM ONLY %%I.%%I', "
+    "n.nspname || '.' || c.relname, n.nspname, c.relname), ' UNION ALL ') || ') AS counts', "
+    "'SELECT ''{}''') "
     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-    "WHERE c.relkind = 'r' AND c.oid = ANY('{%s}'::oid[]);\n"
+    "WHERE c.relkind = 'r' AND c.oid = ANY('{%s}'::oid[])\n"
+    "\\gexec\n"
 )
 # pg_dump prints these on stderr for real failures, in some cases while exiting 0.
 STDERR_ERROR_RE = re.compile(r"(^|\s)(error|FATAL|PANIC):", re.MULTILINE)
@@ -196,7 +200,12 @@ class PostgresqlSource(object):
         if self.format == "directory":
             return ThreadProducer("pg_dump directory", lambda out: self._dump_directory_as_tar(out, snapshot))
         child = Child("pg_dump", self._argv(snapshot=snapshot), env=self._env())
-        return ProcessProducer(child, stderr_check=self._stderr_failure)
+        return ProcessProducer(child, stderr_check=self._stderr_failure, first_cause=self._session_failure)
+
+    def _session_failure(self):
+        """Why the row-count session ended before the dump did, if it did: then pg_dump lost the
+        snapshot it imports, and its own message ('invalid snapshot identifier') hides the cause."""
+        return self._session.ended_early() if self._session is not None else None
 
     def _dumped_table_oids(self, snapshot):
         """OIDs of the tables pg_dump dumps with our options, asked of pg_dump itself.
@@ -252,7 +261,7 @@ class PostgresqlSource(object):
             rc = child.wait()
             message = child.failure(rc) or self._stderr_failure(child.stderr_text())
             if message:
-                raise BackupError(message)
+                raise BackupError(with_first_cause(message, self._session_failure()))
             with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 for name in sorted(os.listdir(target)):
                     tar.add(os.path.join(target, name), arcname=name)
@@ -288,6 +297,15 @@ class SnapshotSession(object):
         if read_line:
             return self.child.stdout.readline().decode("utf-8", errors="replace")
         return None
+
+    def ended_early(self):
+        """psql's error when the session ended before finish() (it holds the snapshot), else None."""
+        rc = self.child.proc.poll()
+        if rc is None or self.child.killed:
+            return None
+        self.child.wait()  # the whole of stderr
+        return "the row-count session (psql) ended first: %s" % (
+            _clean_tool_error(self.child.stderr_text()) or "psql exited with status %d" % rc)
 
     def _failure(self):
         self.kill()

@@ -26,6 +26,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.pipeline import 
     ThreadProducer,
     stream,
 )
+from ansible_collections.songmetrix.backup.plugins.module_utils.pg_client import pg_restore_for
 from ansible_collections.songmetrix.backup.plugins.module_utils.procs import find_tool
 from ansible_collections.songmetrix.backup.plugins.module_utils.storage import opened_storage
 
@@ -71,7 +72,7 @@ def _format_stages(record):
     engine = record.get("engine")
     if fmt == "custom":
         # pg_restore reads every block (TOC and data) and fails on a damaged or cut archive.
-        tool = find_tool("pg_restore", package_hint="postgresql-client")
+        tool = pg_restore_for(record)
         return [Transform("pg_restore", [tool, "--file=/dev/null"], {})], []
     if fmt in ("tar", "directory"):
         return [Transform("tar", [find_tool("tar", package_hint="tar"), "-t", "-f", "-"], {})], []

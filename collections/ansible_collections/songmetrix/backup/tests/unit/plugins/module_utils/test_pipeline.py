@@ -64,6 +64,18 @@ def test_stderr_check_catches_exit_zero_errors():
         stream(ProcessProducer(py_child("dumper", code), stderr_check=check), [], Collect(), [])
 
 
+def test_a_first_cause_leads_the_tools_message_and_only_when_the_tool_failed():
+    # pg_dump's "invalid snapshot identifier" after the session exporting the snapshot died.
+    code = "import sys; sys.stdout.write('x'); sys.stderr.write('dumper: error: invalid snapshot\\n'); sys.exit(1)"
+    producer = ProcessProducer(py_child("dumper", code), first_cause=lambda: "the session ended first: timeout")
+    with pytest.raises(BackupError) as caught:
+        stream(producer, [], Collect(), [])
+    assert str(caught.value) == ("the session ended first: timeout; then dumper exited with status 1: "
+                                 "dumper: error: invalid snapshot")
+    ok = ProcessProducer(py_child("dumper", "print('data')"), first_cause=lambda: "never asked")
+    assert stream(ok, [], Collect(), []).raw_size == 5
+
+
 def test_failing_compressor_is_the_named_cause_and_producer_is_stopped():
     producer = ProcessProducer(py_child("dumper", "import sys\nwhile True: sys.stdout.buffer.write(b'z' * 65536)"))
     broken = Transform("zstd", [sys.executable, "-c", "import sys; sys.stderr.write('zstd: boom'); sys.exit(1)"], {})
