@@ -114,6 +114,10 @@ options:
           - Path of C(pg_restore) (C(psql) is taken from the same folder), of the C(mysql)/C(mariadb)
             client, of C(mongorestore) (C(mongodump) is taken from the same folder) or of C(sqlcmd); found on
             PATH when omitted.
+          - A PostgreSQL custom or directory archive needs a C(pg_restore) at least as new as the C(pg_dump)
+            that wrote it (the manifest's C(tool_version)); when the one on PATH is older, the newest
+            client under C(/usr/lib/postgresql/*/bin) or C(/usr/pgsql-*/bin) is used, else the task fails
+            before the target is touched, naming the package to install.
         type: path
       mongodb:
         description:

@@ -35,7 +35,11 @@ options:
     type: str
     choices: [scheduled, manual]
   deep:
-    description: Also decompress the stream and check its format (needs the tools named above).
+    description:
+      - Also decompress the stream and check its format (needs the tools named above).
+      - C(pg_restore) must be at least as new as the C(pg_dump) that wrote the archive; an older one on
+        PATH gives way to the newest client under C(/usr/lib/postgresql/*/bin) or C(/usr/pgsql-*/bin),
+        and without one the backup is reported as not checkable, naming the package to install.
     type: bool
     default: false
 attributes:
