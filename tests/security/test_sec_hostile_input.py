@@ -115,6 +115,41 @@ def test_odd_file_names_are_backed_up_as_they_are(run_module, tmp_path):
     assert all(p.startswith("odd/") for p in files_under(str(store)))
 
 
+# The injections of INJECTIONS without a '/': a shell running one would touch PWNED in its cwd.
+PATH_PIECES = [text.replace(MARK, "PWNED") for text in INJECTIONS] + ["a b", "ünï℃ode", "x" * 200]
+
+
+@pytest.mark.parametrize("dotdot", [False, True], ids=["plain", "via-up-dotdot"])
+@pytest.mark.parametrize("piece", PATH_PIECES)
+def test_hostile_paths_are_data_round_trip(run_module, tmp_path, piece, dotdot):
+    """Source, storage and restore paths with shell metacharacters, '..' parts and long names: the
+    backup and its restore go exactly where the path says, and no shell runs any of it."""
+    base = tmp_path / "base"
+    (base / "up").mkdir(parents=True)
+    where = base / "up" / ".." if dotdot else base
+    src, store, target = (where / (role + " " + piece) for role in ("src", "store", "restored"))
+    src.mkdir()
+    (src / "f.txt").write_text(piece)
+    res = run_module("dump", dict(job="paths", source=dict(engine="files", path=str(src)),
+                                  storage=dict(path=str(store))), cwd=base)
+    assert res.rc == 0, res.describe()
+    assert os.path.isfile(os.path.join(str(store), res.result["manifest_key"]))
+    restored = run_module("restore", dict(manifest_key=res.result["manifest_key"], storage=dict(path=str(store)),
+                                          target=dict(engine="files", path=str(target))), cwd=base)
+    assert restored.rc == 0, restored.describe()
+    assert (base / ("restored " + piece) / "f.txt").read_text() == piece
+    # Exactly what the paths name, '..' resolved, and no PWNED file from a shell.
+    assert sorted(os.listdir(base)) == sorted(["up", "src " + piece, "store " + piece, "restored " + piece])
+    assert os.listdir(base / "up") == []
+
+
+@pytest.mark.parametrize("path", ["relative/store", "/tmp/a\nb", "/tmp/nul\x00byte"])
+def test_storage_paths_that_cannot_be_meant_are_refused(run_module, tmp_path, path):
+    res = run_module("dump", files_args(tmp_path, storage=dict(path=path)))
+    assert res.failed and "storage.path" in res.msg, res.describe()
+    assert not os.path.exists("relative")
+
+
 @pytest.mark.parametrize("key", [
     "../../etc/passwd",
     "/etc/passwd",

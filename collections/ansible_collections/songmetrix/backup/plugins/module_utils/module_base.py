@@ -11,6 +11,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError
 from ansible_collections.songmetrix.backup.plugins.module_utils.redact import redact_text
+from ansible_collections.songmetrix.backup.plugins.module_utils.validation import no_control_chars
 
 # A module's own no_log values are masked in tool output from 3 characters on (free text elsewhere: 4).
 _SCRUB_MIN_SECRET_LENGTH = 3
@@ -21,6 +22,26 @@ def scrub(text, secrets=()):
     if not text:
         return text
     return redact_text(text, secrets, min_length=_SCRUB_MIN_SECRET_LENGTH)
+
+
+def path_options(spec, params, label=""):
+    """(dotted name, value) of every option that names a file that is set, in nested options too: type
+    path, and every option called path (storage.path is a str: on SFTP it is a remote path)."""
+    for name, option in (spec or {}).items():
+        value = (params or {}).get(name)
+        if value is None:
+            continue
+        dotted = label + name
+        if option.get("type") == "path" or name == "path":
+            yield dotted, value
+        elif option.get("type") == "list" and option.get("elements") == "path":
+            for item in value:
+                yield dotted, item
+        if option.get("options"):
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, dict):
+                    for found in path_options(option["options"], item, dotted + "."):
+                        yield found
 
 
 class BackupModule(AnsibleModule):
@@ -34,6 +55,9 @@ class BackupModule(AnsibleModule):
 
     def run(self, action):
         try:
+            # A NUL or a line break in a path is a mistake (a folded YAML string), never a name to create.
+            for label, value in path_options(self.argument_spec, self.params):
+                no_control_chars(label, value)
             result = action(self)
         except BackupError as exc:
             details = dict(exc.details)
