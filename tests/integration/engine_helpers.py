@@ -57,12 +57,14 @@ def check_artifact_matches_manifest(storage_root, result):
     return path, manifest
 
 
-def start_module(name, args, tmp_path):
-    """Start a module as Ansible would on a target (one process, JSON args file); returns Popen."""
+def start_module(name, args, tmp_path, env=None):
+    """Start a module as Ansible would on a target (one process, JSON args file); returns Popen.
+
+    ``env``: variables to set (over os.environ) for the module and its tools."""
     args_file = os.path.join(str(tmp_path), "%s-args-%d.json" % (name, time.time_ns()))
     with open(args_file, "w") as handle:
         json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
-    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "collections"))
+    env = dict(os.environ, **(env or {}), PYTHONPATH=os.path.join(REPO, "collections"))
     return subprocess.Popen(
         [sys.executable, "-m", "%s.%s" % (MODULE_PACKAGE, name), args_file],
         stdout=subprocess.PIPE,

@@ -4,7 +4,10 @@ import json
 import os
 import subprocess
 
-from engine_helpers import REPO, decompress_cmd
+try:
+    from engine_helpers import REPO, decompress_cmd
+except ImportError:  # imported as tests.integration.mongodb_fakes (from tests/security)
+    from tests.integration.engine_helpers import REPO, decompress_cmd
 
 FAKES = os.path.join(REPO, "tests", "fakes")
 MONGODUMP = os.path.join(FAKES, "mongodump")
@@ -40,6 +43,14 @@ class FakeMongo(object):
         with open(self.log) as handle:
             found = [json.loads(line) for line in handle if line.strip()]
         return [entry for entry in found if tool is None or entry["tool"] == tool]
+
+    def restored_namespaces(self):
+        """The namespaces the fake mongorestore restored last (after --nsInclude and --nsFrom/--nsTo)."""
+        path = self.restored + ".namespaces.json"
+        if not os.path.exists(path):
+            return None
+        with open(path) as handle:
+            return json.load(handle)
 
     def archive(self, *args, **env):
         """What the fake mongodump writes for ``args`` (it is deterministic), for byte comparisons."""

@@ -5,6 +5,7 @@ into one readable failure, passing warnings on, and scrubbing secrets from text 
 child processes before it reaches a result.
 """
 
+import signal
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
@@ -22,6 +23,24 @@ def scrub(text, secrets=()):
     if not text:
         return text
     return redact_text(text, secrets, min_length=_SCRUB_MIN_SECRET_LENGTH)
+
+
+class Stopped(BaseException):
+    """The module was told to stop (SIGTERM, SIGHUP, SIGINT). Like KeyboardInterrupt, no ``except
+    Exception`` takes it for an ordinary error (no retry, no spooling); ``finally`` blocks run."""
+
+
+def _stop(signum, _frame):
+    raise Stopped("the run was stopped by %s before it finished" % signal.Signals(signum).name)
+
+
+def stop_on_signals():
+    """Turn SIGTERM (a cancelled AWX job, systemd stopping a unit, timeout(1)), SIGHUP (the SSH
+    connection lost) and SIGINT into an exception: the ``finally`` blocks that remove temporary
+    files holding secrets, abort uploads and release locks then run, as they do on any failure.
+    (SIGKILL cannot be caught: what it leaves is what a crash leaves.)"""
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, _stop)
 
 
 def path_options(spec, params, label=""):
@@ -54,6 +73,7 @@ class BackupModule(AnsibleModule):
         return scrub(text, self._secrets())
 
     def run(self, action):
+        stop_on_signals()
         try:
             # A NUL or a line break in a path is a mistake (a folded YAML string), never a name to create.
             for label, value in path_options(self.argument_spec, self.params):
@@ -62,6 +82,8 @@ class BackupModule(AnsibleModule):
         except BackupError as exc:
             details = dict(exc.details)
             self.fail_json(msg=self.scrub(str(exc)), **details)
+        except Stopped as exc:
+            self.fail_json(msg=str(exc))
         except Exception as exc:  # an unexpected bug must still end as a readable failure
             self.fail_json(
                 msg="unexpected error: %s" % self.scrub("%s: %s" % (type(exc).__name__, exc)),

@@ -26,6 +26,12 @@ TLS_OPTIONS = {
     "verify-full": [("tls", "true")],
 }
 URI_EXCLUSIVE = ("host", "port", "user", "password", "ssl_mode", "connect_timeout")
+# What MongoDB refuses in a database name (on Linux; mongo-tools common/util/mongo.go), and its length
+# limit. Names are also patterns for mongorestore (--nsInclude=<db>.*): a '.' would move the restore
+# into another database (target admin.system: collection users restored as admin.system.users), a '$'
+# turns --nsFrom/--nsTo into $variable$ syntax.
+FORBIDDEN_IN_DATABASE = '/\\. "$\x00'
+MAX_DATABASE_BYTES = 63
 
 
 def connection_uri(params, label):
@@ -70,13 +76,29 @@ def connection_uri(params, label):
     return "mongodb://%s%s%s/%s" % (userinfo, host, port, "?" + urlencode(query) if query else "")
 
 
+def check_database_name(label, name):
+    """``name`` when MongoDB takes it as a database name (None stays None); else ValidationError."""
+    if name is None:
+        return None
+    no_control_chars(label, name)
+    if not name or any(ch in FORBIDDEN_IN_DATABASE for ch in name):
+        raise ValidationError("%s %r is not a MongoDB database name: it must not be empty or contain any of "
+                              "/ \\ . \" $, a space or NUL" % (label, name))
+    size = len(name.encode("utf-8"))
+    if size > MAX_DATABASE_BYTES:
+        raise ValidationError("%s %r is not a MongoDB database name: it is %d bytes long, MongoDB takes at most %d"
+                              % (label, name, size, MAX_DATABASE_BYTES))
+    return name
+
+
 def where(params):
     """Host and port for messages, without credentials."""
     if (params.get("mongodb") or {}).get("uri"):
         uri = params["mongodb"]["uri"]
         rest = uri.split("://", 1)[1]
-        hosts = rest.split("/", 1)[0].split("?", 1)[0]
-        return hosts.rsplit("@", 1)[-1]
+        # Nothing before the last '@': a password with an unencoded '/', '?' or '@' must not show.
+        rest = rest.rsplit("@", 1)[-1]
+        return rest.split("/", 1)[0].split("?", 1)[0]
     return "%s:%s" % (params.get("host") or "localhost", params.get("port") or 27017)
 
 

@@ -23,8 +23,10 @@ def _check(label, value):
 def quote_name(name, label="name"):
     """A T-SQL identifier: [name] with every ] doubled."""
     text = _check(label, name)
-    if len(text) > 128:
-        raise ValidationError("%s is longer than 128 characters (SQL Server's limit for names)" % label)
+    # sysname is nvarchar(128): 128 UTF-16 code units, so a character beyond U+FFFF counts twice.
+    if len(text.encode("utf-16-le")) // 2 > 128:
+        raise ValidationError("%s is longer than 128 characters (SQL Server's limit for names, counted in UTF-16 "
+                              "code units)" % label)
     return "[%s]" % text.replace("]", "]]")
 
 

@@ -409,6 +409,12 @@ def stream(producer, transforms, writer, checks=()):
         main_error = str(exc)
     except (OSError, ValueError) as exc:
         main_error = "writing the backup failed: %s" % (getattr(exc, "strerror", None) or exc)
+    except BaseException:
+        # The module was stopped (a signal, module_base.Stopped): the tools stop with it.
+        producer.abort()
+        for child in children:
+            child.kill()
+        raise
     if main_error is not None:
         producer.abort()
         for child in children:

@@ -16,6 +16,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.mongodb_archive 
 from ansible_collections.songmetrix.backup.plugins.module_utils.mongodb_connection import (
     CONFIG_PLACEHOLDER,
     ConfigFile,
+    check_database_name,
     connection_uri,
     tools_version,
     where,
@@ -63,11 +64,12 @@ class MongodbTarget(object):
                 raise ValidationError("%s is not available for mongodb targets" % key)
         if record.get("format") != "archive":
             raise ValidationError("the backup's format %r is not a mongodump archive" % (record.get("format"),))
-        self.source_database = record.get("database") or None
+        self.source_database = check_database_name("the backup's database", record.get("database") or None)
         self.database = target.get("database") or self.source_database
         no_control_chars("target.database", self.database)
         if self.database and self.database.startswith("-"):
             raise ValidationError("target.database %r must not start with '-'" % self.database)
+        check_database_name("target.database", self.database)
         if target.get("database") and not self.source_database:
             raise ValidationError("the backup holds the whole server (every database): leave target.database unset, "
                                   "each database is restored under its own name")

@@ -12,6 +12,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.mongodb_archive 
 from ansible_collections.songmetrix.backup.plugins.module_utils.mongodb_connection import (
     CONFIG_PLACEHOLDER,
     ConfigFile,
+    check_database_name,
     connection_uri,
     tools_version,
 )
@@ -83,6 +84,7 @@ class MongodbSource(object):
             no_control_chars("source.database", self.database)
             if self.database.startswith("-"):
                 raise ValidationError("source.database %r must not start with '-'" % self.database)
+            check_database_name("source.database", self.database)
         self.include = [check_collection_name("source.include", n) for n in params.get("include") or []]
         self.exclude = [check_collection_name("source.exclude", n) for n in params.get("exclude") or []]
         if (self.include or self.exclude) and not self.database:
