@@ -4,6 +4,8 @@
         rx.behave("/flaky", ["500", "200"])     # answers, in order; the last one repeats
         rx.behave("/gone", ["404"])
         rx.behave("/slow", ["hang"])            # never answers (until the receiver stops)
+        rx.behave("/echo", ["404 Cannot {method} {path}"])  # a status and a body; {method} and {path} filled in,
+                                                # as some frameworks' error pages repeat the request line
         url = rx.url("/flaky")
         ...
         rx.requests  # [Request(method, path, headers, body)]
@@ -49,8 +51,12 @@ class HttpReceiver:
                 if answer == "hang":
                     receiver._release.wait(60)
                     return
-                code = int(answer)
-                payload = b"OK" if code < 300 else b"error"
+                code, _space, text = answer.partition(" ")
+                code = int(code)
+                if text:
+                    payload = text.format(method=self.command, path=self.path).encode("utf-8")
+                else:
+                    payload = b"OK" if code < 300 else b"error"
                 self.send_response(code)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(payload)))

@@ -177,6 +177,7 @@ EXAMPLES = r"""
 
 import datetime
 import html
+import re
 import smtplib
 import socket
 import ssl as ssl_lib
@@ -197,6 +198,9 @@ ROLE_NAME = "backup_run"
 # Modules whose successful results are not jobs (listings); only their failures are reported.
 INFO_MODULES = frozenset({"backup_info"})
 CENSORED_MSG = "details hidden (no_log)"
+# The file name of a manifest key (module_utils/layout.py): <job>-<UTC stamp>.manifest.json. Names the job
+# of a task that was given only a manifest_key (verify, restore).
+_MANIFEST_NAME = re.compile(r"(?:^|/)(?P<job>[A-Za-z0-9][A-Za-z0-9._-]{0,99})-\d{8}T\d{6}Z\.manifest\.json$")
 
 STATUS_FAILED = "failed"
 STATUS_CHANGED = "changed"
@@ -474,6 +478,10 @@ def step_from_result(module, args, data, status, task_name, item=None):
         # In a loop the task's arguments are not templated per item: "{{ item }}" is no job name.
         if not job and isinstance(candidate, str) and candidate and "{{" not in candidate:
             job = candidate
+    key = args.get("manifest_key")
+    if not job and isinstance(key, str) and "{{" not in key:
+        match = _MANIFEST_NAME.search(key)
+        job = match.group("job") if match else None
     if not job:
         job = "%s: %s" % (module, task_name) + (" (%s)" % item if item not in (None, "") else "")
     if status != STATUS_FAILED and module in INFO_MODULES:
@@ -533,8 +541,10 @@ def build_rows(steps, role_rows, unreachable, failed_hosts, last_failure):
             if failed:
                 row["status"] = STATUS_FAILED
                 message = record.get("msg") or "failed without a message"
-                # The role's message replaces the placeholders of censored (no_log) steps.
-                row["errors"] = [message] + [e for e in row["errors"] if not e.endswith(CENSORED_MSG)]
+                # The role's message replaces the placeholders of censored (no_log) steps and the same
+                # message of the step that failed ("dump: <message>").
+                row["errors"] = [message] + [e for e in row["errors"]
+                                             if not e.endswith(CENSORED_MSG) and e.partition(": ")[2] != message]
             elif not check_mode and (record.get("manifest_key") or record.get("stored_size") is not None):
                 row["status"] = worst(row["status"], STATUS_CHANGED)
         if host in unreachable:

@@ -4,10 +4,12 @@ urllib from the standard library only (targets have no requests). The URL is a s
 tokens live in its path): it is never put in an error message; callers report redact_url(url).
 """
 
+import re
 import socket
 import time
 
 from urllib.error import HTTPError, URLError
+from urllib.parse import parse_qsl, unquote, urlsplit
 from urllib.request import HTTPRedirectHandler, Request, build_opener
 
 USER_AGENT = "songmetrix.backup-notify/1"
@@ -26,11 +28,38 @@ def _opener():
     return build_opener(_NoRedirect())
 
 
+def url_secrets(url):
+    """What of a URL may be its secret and must not appear in a message: the URL, its path and query, each
+    path segment and query value of 16 characters or more, or of 8 or more unless it is a lower-case word
+    ("services", "webhooks"), as given and percent-decoded, and the password of ``user:password@``.
+
+    A receiver's error page may repeat the request line ("Cannot POST /hooks/<token>"), or only its end.
+    """
+    text = str(url or "")
+    found = {text}
+    try:
+        parts = urlsplit(text)
+        password = parts.password
+    except ValueError:
+        return found
+    rest = parts.path + ("?" + parts.query if parts.query else "")
+    if rest not in ("", "/"):
+        found.add(rest)
+    pieces = parts.path.split("/") + [value for _name, value in parse_qsl(parts.query, keep_blank_values=True)]
+    for piece in pieces:
+        for form in (piece, unquote(piece)):
+            if len(form) >= 16 or (len(form) >= 8 and not re.match(r"^[a-z-]+$", form)):
+                found.add(form)
+    if password:
+        found.add(password)
+    return found
+
+
 def _short(text, secrets):
     text = (text or "").strip().replace("\r", " ").replace("\n", " ")
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "…")
+    # Longest first: a URL holds its path, which holds its token.
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, "…")
     return text[:200]
 
 
@@ -41,7 +70,7 @@ def post(url, body, content_type, timeout, headers=None, secrets=(), retry_delay
     Retries once after a 5xx answer, a refused/reset connection or a connect timeout. A timeout
     while waiting for the answer is not retried: the receiver may have taken the message.
     """
-    secrets = [url] + [s for s in secrets if s]
+    secrets = sorted(url_secrets(url)) + [s for s in secrets if s]
     result = {"status_code": None, "error": None, "attempts": 0}
     for attempt in (1, 2):
         result["attempts"] = attempt
