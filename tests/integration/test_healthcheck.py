@@ -61,6 +61,13 @@ def test_postgresql_healthy(run_module, pg_server, pg_database):
     assert result["storage"] is None
 
 
+def test_supabase_healthy(run_module, pg_server, pg_database):
+    # Supabase is PostgreSQL with presets: the same probe (it once failed with KeyError: 'supabase').
+    source = pg_source(pg_server, pg_database, engine="supabase", ssl_mode="disable")
+    result = healthy(run_module("healthcheck", {"source": source}))
+    assert result["source"]["status"] == "healthy" and result["source"]["database_size"] > 0, result
+
+
 def test_mariadb_healthy(run_module, mariadb_server, mariadb_database):
     mariadb_server.sql("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(100)); INSERT INTO t VALUES (1, 'a'), (2, 'b');",
                        database=mariadb_database)

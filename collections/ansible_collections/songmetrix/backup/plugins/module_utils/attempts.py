@@ -17,6 +17,7 @@ import socket
 
 from ansible_collections.songmetrix.backup.plugins.module_utils import layout
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError
+from ansible_collections.songmetrix.backup.plugins.module_utils.redact import redact_text
 
 FORMAT_VERSION = 1
 ERROR_LIMIT = 2000  # characters of the error kept in the record
@@ -25,8 +26,9 @@ ERROR_LIMIT = 2000  # characters of the error kept in the record
 class AttemptLog(object):
     """Writes the record for one run of one job."""
 
-    def __init__(self, storage, prefix, job, started):
+    def __init__(self, storage, prefix, job, started, secrets=()):
         self.storage = storage
+        self.secrets = list(secrets)  # masked in the error text, like the module's own output
         self.prefix = prefix
         self.key = layout.attempt_key(prefix, job)
         self.job = job
@@ -45,7 +47,7 @@ class AttemptLog(object):
             "started": layout.iso_utc(self.started),
             "finished": layout.iso_utc(finished) if finished else None,
             "manifest_key": manifest_key,
-            "error": error[:ERROR_LIMIT] if error else None,
+            "error": redact_text(error, self.secrets, min_length=3)[:ERROR_LIMIT] if error else None,
         }
         try:
             self.storage.replace_small(self.key, (json.dumps(record, sort_keys=True) + "\n").encode("utf-8"))

@@ -24,6 +24,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.errors import (
     ValidationError,
 )
 from ansible_collections.songmetrix.backup.plugins.module_utils.pipeline import stream
+from ansible_collections.songmetrix.backup.plugins.module_utils.redact import secret_values
 from ansible_collections.songmetrix.backup.plugins.module_utils.source_localfile import LocalFileSource
 from ansible_collections.songmetrix.backup.plugins.module_utils.sources import make_source
 from ansible_collections.songmetrix.backup.plugins.module_utils.spool import Spool
@@ -46,6 +47,7 @@ class BackupPlan(object):
 
     def __init__(self, params, source_factory):
         self.job = validation.job_name(params["job"])
+        self.secrets = secret_values(params)
         self.kind = params.get("kind") or "scheduled"
         self.timezone = validation.timezone_name(params.get("timezone") or "UTC")
         storage_params = params["storage"]
@@ -260,7 +262,7 @@ def run_backup(plan, check_mode=False):
     (job_lock.py) from before the source is touched until its outcome is recorded; a run that
     finds them held by another run stops without recording anything: the other run records its own.
     """
-    attempt = None if check_mode else AttemptLog(plan.storage, plan.prefix, plan.job, utc_now())
+    attempt = None if check_mode else AttemptLog(plan.storage, plan.prefix, plan.job, utc_now(), plan.secrets)
     locks = JobLocks(plan.lock_settings, plan.storage, plan.prefix, plan.job)
     try:
         result = _run(plan, check_mode, attempt, locks)

@@ -212,6 +212,7 @@ class _MongodbProbe(_Probe):
 
 PROBES = {
     "postgresql": _PostgresqlProbe,
+    "supabase": _PostgresqlProbe,  # a PostgreSQL source with Supabase's connection presets
     "mysql": _MysqlProbe,
     "mariadb": _MysqlProbe,
     "sqlite": _SqliteProbe,

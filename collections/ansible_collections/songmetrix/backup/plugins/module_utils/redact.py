@@ -69,6 +69,22 @@ def is_secret_name(name):
     return lowered == "key" or lowered.endswith("_key") or lowered.endswith("-key")
 
 
+def secret_values(value):
+    """Every non-empty string under a secret-named key of a JSON-like structure (a module's params):
+    what a text written outside the module's result (the last-attempt record) must not contain."""
+    found = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if is_secret_name(key) and isinstance(item, str) and item:
+                found.append(item)
+            else:
+                found.extend(secret_values(item))
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            found.extend(secret_values(item))
+    return found
+
+
 def _mask_bearer(match):
     token = match.group("value")
     if not (any(ch.isdigit() or ch in "._~+/=" for ch in token) or any(ch.isupper() for ch in token[1:])):
