@@ -24,6 +24,18 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COLLECTIONS_DIR = REPO_ROOT / "collections"
+
+
+def ansible_playbook() -> str:
+    """The ansible-playbook of the venv running the tests (not resolved: a venv's bin/ is sys.executable's)."""
+    import shutil
+
+    import pytest
+
+    found = shutil.which("ansible-playbook", path=str(Path(sys.executable).parent))
+    if not found:
+        pytest.fail(f"ansible-playbook not found next to {sys.executable}; install requirements.txt in this venv")
+    return found
 MODULE_PACKAGE = "ansible_collections.songmetrix.backup.plugins.modules"
 
 __all__ = ["COLLECTIONS_DIR", "REPO_ROOT", "ModuleResult", "module_env", "run_module"]

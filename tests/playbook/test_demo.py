@@ -7,26 +7,17 @@ Python running pytest (the project's venv), but writes everything under a tempor
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from tests.modrun import ansible_playbook
 
 REPO = Path(__file__).resolve().parents[2]
 JOBS = ("demo-sqlite", "demo-files")
 
 pytestmark = pytest.mark.slow
-
-
-def _ansible_playbook():
-    # Not resolved: in a venv, sys.executable's directory is the venv's bin/.
-    bindir = str(Path(sys.executable).parent)
-    found = shutil.which("ansible-playbook", path=bindir)
-    if not found:
-        pytest.fail(f"ansible-playbook not found next to {sys.executable}; install requirements.txt in this venv")
-    return found
 
 
 def run_playbook(var_dir, *extra, check=None, playbook="playbooks/backup.yml"):
@@ -39,7 +30,7 @@ def run_playbook(var_dir, *extra, check=None, playbook="playbooks/backup.yml"):
         PATH=str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""),
     )
     env.pop("ANSIBLE_FORCE_COLOR", None)
-    argv = [_ansible_playbook(), playbook, "-e", f"songmetrix_demo_var_dir={var_dir}", *extra]
+    argv = [ansible_playbook(), playbook, "-e", f"songmetrix_demo_var_dir={var_dir}", *extra]
     proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     if check is not None:
         assert proc.returncode == check, f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"

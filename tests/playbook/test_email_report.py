@@ -6,59 +6,25 @@ checkout with the callback enabled through ANSIBLE_CALLBACKS_ENABLED and its opt
 environment, and reads what the server received.
 """
 
-import email
-import email.policy
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from tests.servers import free_port
+from tests.smtp_server import smtp_server
+from tests.modrun import ansible_playbook
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "Pw-9d41c7e2-b55f-4e0e-email-must-never-show-it"
 CALLBACK = "songmetrix.backup.email_report"
 
 pytestmark = pytest.mark.slow
-
-
-class Mailbox:
-    """aiosmtpd handler: keeps every message it is given."""
-
-    def __init__(self):
-        self.envelopes = []
-
-    async def handle_DATA(self, server, session, envelope):  # aiosmtpd's hook name
-        self.envelopes.append(envelope)
-        return "250 OK"
-
-    def messages(self):
-        return [email.message_from_bytes(env.content, policy=email.policy.default) for env in self.envelopes]
-
-
-@pytest.fixture
-def smtp():
-    box = Mailbox()
-    controller = Controller(box, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        yield controller, box
-    finally:
-        controller.stop()
-
-
-def _ansible_playbook():
-    found = shutil.which("ansible-playbook", path=str(Path(sys.executable).parent))
-    if not found:
-        pytest.fail(f"ansible-playbook not found next to {sys.executable}")
-    return found
 
 
 def write_run(tmp_path, jobs, direct_no_log_task=False, fail_on_error=False):
@@ -125,7 +91,7 @@ def run(tmp_path, inventory, playbook, **options):
     )
     env.pop("ANSIBLE_FORCE_COLOR", None)
     env.update({f"SONGMETRIX_BACKUP_EMAIL_{key.upper()}": str(value) for key, value in options.items()})
-    argv = [_ansible_playbook(), "-i", str(inventory), str(playbook)]
+    argv = [ansible_playbook(), "-i", str(inventory), str(playbook)]
     return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -227,16 +193,11 @@ def test_smtp_down_is_a_warning(tmp_path):
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 def test_login_and_refused_login(tmp_path):
-    box = Mailbox()
-
     def authenticator(server, session, envelope, mechanism, auth_data):
         ok = auth_data.login == b"reporter" and auth_data.password == SECRET.encode()
         return AuthResult(success=ok, handled=False)
 
-    controller = Controller(box, hostname="127.0.0.1", port=free_port(), authenticator=authenticator,
-                            auth_required=True, auth_require_tls=False, auth_exclude_mechanism=["LOGIN"])
-    controller.start()
-    try:
+    with smtp_server(authenticator) as (controller, box):
         inventory, playbook = write_run(tmp_path, [files_job("files-ok", tmp_path / "data" / "files")])
         proc = run(tmp_path, inventory, playbook, smtp_host="127.0.0.1", smtp_port=controller.port,
                    to="ops@example.com", user="reporter", password=SECRET)
@@ -250,5 +211,3 @@ def test_login_and_refused_login(tmp_path):
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "refused the login of reporter" in proc.stdout + proc.stderr
         assert len(box.envelopes) == 1
-    finally:
-        controller.stop()

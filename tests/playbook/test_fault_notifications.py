@@ -16,20 +16,17 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from prometheus_client.parser import text_string_to_metric_families
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.storage_local import LocalStorage
 from tests.history import make_history
 from tests.integration.http_receiver import HttpReceiver
-from tests.playbook.test_email_report import Mailbox
-from tests.servers import free_port
+from tests.modrun import ansible_playbook
 
 REPO = Path(__file__).resolve().parents[2]
 JOB = "fault-pg"
@@ -60,30 +57,12 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-def _ansible_playbook():
-    found = shutil.which("ansible-playbook", path=str(Path(sys.executable).parent))
-    if not found:
-        pytest.fail(f"ansible-playbook not found next to {sys.executable}")
-    return found
-
-
 def metric(path, name):
     for family in text_string_to_metric_families(path.read_text()):
         for sample in family.samples:
             if sample.name == name:
                 return sample.value
     raise AssertionError(f"{name} not in {path}")
-
-
-@pytest.fixture
-def smtp():
-    box = Mailbox()
-    controller = Controller(box, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        yield controller, box
-    finally:
-        controller.stop()
 
 
 def test_pg_dump_killed_mid_stream_is_reported_failed_everywhere_and_nothing_is_pruned(
@@ -148,7 +127,7 @@ def test_pg_dump_killed_mid_stream_is_reported_failed_everywhere_and_nothing_is_
             SONGMETRIX_BACKUP_EMAIL_FROM="backup@example.com",
             PATH=str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""),
         )
-        return subprocess.run([_ansible_playbook(), "-i", str(inventory), "playbooks/backup.yml"], cwd=REPO,
+        return subprocess.run([ansible_playbook(), "-i", str(inventory), "playbooks/backup.yml"], cwd=REPO,
                               env=env, capture_output=True, text=True, timeout=600)
 
     with HttpReceiver() as rx:

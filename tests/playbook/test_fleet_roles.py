@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "collections"))
 
 from ansible_collections.songmetrix.backup.plugins.module_utils import schedule  # noqa: E402
+from tests.modrun import ansible_playbook  # noqa: E402
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 
@@ -112,12 +113,6 @@ def test_venv_pins_match_requirements_txt():
 
 # --- install.yml against a temporary root ---------------------------------------------------------
 
-def _ansible_playbook():
-    found = shutil.which("ansible-playbook", path=str(Path(sys.executable).parent))
-    if not found:
-        pytest.fail("ansible-playbook not found next to %s" % sys.executable)
-    return found
-
 
 def _env(tmp):
     env = dict(os.environ)
@@ -150,7 +145,7 @@ class Fleet:
         return {
             "backup_schedule_install_packages": False,
             "backup_schedule_venv_install": False,
-            "backup_schedule_ansible_playbook": _ansible_playbook(),
+            "backup_schedule_ansible_playbook": ansible_playbook(),
             "backup_schedule_python_interpreter": sys.executable,
             "backup_schedule_base_dir": str(r / "opt/songmetrix-backup"),
             "backup_schedule_config_dir": str(r / "etc/songmetrix-backup"),
@@ -186,7 +181,7 @@ class Fleet:
                          songmetrix_backup_event_log=str(self.root / "var/log/songmetrix-backup/events.jsonl"))
         vars_file = self.tmp / "vars.json"
         vars_file.write_text(json.dumps(variables))
-        argv = [_ansible_playbook(), "-i", str(self.inventory), "playbooks/install.yml",
+        argv = [ansible_playbook(), "-i", str(self.inventory), "playbooks/install.yml",
                 "-e", "@" + str(vars_file), "--tags", tags, *extra]
         proc = subprocess.run(argv, cwd=REPO, env=_env(self.tmp), capture_output=True, text=True, timeout=900)
         if check is not None:
@@ -209,8 +204,6 @@ def fleet(tmp_path_factory):
     fleet = Fleet(tmp_path_factory.mktemp("fleet"))
     fleet.first = fleet.run(fleet.jobs())
     return fleet
-
-
 
 
 @pytest.mark.slow

@@ -34,20 +34,18 @@ import shutil
 import stat
 import subprocess
 import sys
-import threading
 import uuid
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from tests.cmdline_watch import CmdlineWatch
+from tests.cmdline_watch import CmdlineWatch, Sampler
 from tests.history import make_history
 from tests.integration.http_receiver import HttpReceiver
-from tests.playbook.test_email_report import Mailbox
-from tests.servers import free_port
+from tests.smtp_server import smtp_server
+from tests.modrun import ansible_playbook
 
 REPO = Path(__file__).resolve().parents[2]
 CALLBACK = "songmetrix.backup.email_report"
@@ -60,24 +58,17 @@ def core(tag):
     return "%s%s" % (tag, uuid.uuid4().hex[:20])
 
 
-def _ansible_playbook():
-    found = shutil.which("ansible-playbook", path=str(Path(sys.executable).parent))
-    if not found:
-        pytest.fail(f"ansible-playbook not found next to {sys.executable}")
-    return found
-
-
-class TreeWatch:
+class TreeWatch(Sampler):
     """Walks some directories every few ms while a run goes: every file and folder seen, its mode, and
     which secrets (by their core) a file held when it was read."""
 
+    interval = 0.005
+
     def __init__(self, roots, secrets):
+        Sampler.__init__(self)
         self.roots = [str(r) for r in roots]
         self.secrets = {name: value.encode() for name, value in secrets.items()}
         self.seen = {}  # path -> {"mode": int, "dir": bool, "secrets": set of names}
-        self.walks = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _look(self, path, is_dir):
         try:
@@ -95,24 +86,13 @@ class TreeWatch:
             return
         entry["secrets"].update(name for name, value in self.secrets.items() if value in data)
 
-    def _loop(self):
-        while not self._stop.is_set():
-            for root in self.roots:
-                for folder, dirs, files in os.walk(root):
-                    for name in dirs:
-                        self._look(os.path.join(folder, name), True)
-                    for name in files:
-                        self._look(os.path.join(folder, name), False)
-            self.walks += 1
-            self._stop.wait(0.005)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+    def sample(self):
+        for root in self.roots:
+            for folder, dirs, files in os.walk(root):
+                for name in dirs:
+                    self._look(os.path.join(folder, name), True)
+                for name in files:
+                    self._look(os.path.join(folder, name), False)
 
 
 def leaks(secrets, text, allowed=()):
@@ -124,7 +104,6 @@ def leaks(secrets, text, allowed=()):
 
 @pytest.fixture
 def smtp_with_login():
-    box = Mailbox()
     password = core("SmtpPw") + " 'q\"%"
     logins = []
 
@@ -133,13 +112,8 @@ def smtp_with_login():
         return AuthResult(success=auth_data.login == b"reporter" and auth_data.password == password.encode(),
                           handled=False)
 
-    controller = Controller(box, hostname="127.0.0.1", port=free_port(), authenticator=authenticator,
-                            auth_required=True, auth_require_tls=False, auth_exclude_mechanism=["LOGIN"])
-    controller.start()
-    try:
+    with smtp_server(authenticator) as (controller, box):
         yield controller, box, password, logins
-    finally:
-        controller.stop()
 
 
 def stored_files(root):
@@ -284,7 +258,7 @@ def test_no_secret_in_argv_output_mail_webhooks_metrics_event_log_manifests_or_t
             SONGMETRIX_BACKUP_EMAIL_FROM="backup@example.com",
             PATH=str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""),
         )
-        argv = [_ansible_playbook(), "-i", str(inventory), "playbooks/backup.yml", "-vvv"]
+        argv = [ansible_playbook(), "-i", str(inventory), "playbooks/backup.yml", "-vvv"]
         with CmdlineWatch(*secrets.values()) as argv_watch, TreeWatch(temp_roots.values(), secrets) as files:
             proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
         requests = list(rx.requests)
@@ -371,7 +345,7 @@ def test_no_secret_in_argv_output_mail_webhooks_metrics_event_log_manifests_or_t
         assert leaks(secrets, path.read_bytes()) == [], path
 
     # 7. temporary files: what held a secret was closed to other users, and nothing is left
-    assert files.walks > 50
+    assert files.samples > 50
     gpg_homes = [p for p, e in files.seen.items() if e["dir"] and os.path.basename(p).startswith("sm-gpg-")]
     assert gpg_homes and all(files.seen[p]["mode"] == 0o700 for p in gpg_homes), gpg_homes  # gpg's throw-away home
     holding = {path: entry for path, entry in files.seen.items() if entry["secrets"]}

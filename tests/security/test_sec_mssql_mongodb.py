@@ -95,32 +95,6 @@ def assert_nowhere(secrets, *texts):
             assert secret not in text, "a secret leaked into: %s" % text[:300]
 
 
-class ToolWatch(CmdlineWatch):
-    """CmdlineWatch that also counts, per marker, the samples in which a process whose argv holds the
-    marker was running: proof that /proc was read while the tool held its secrets."""
-
-    def __init__(self, markers, *secrets):
-        CmdlineWatch.__init__(self, *secrets)
-        self.tool_samples = {marker: 0 for marker in markers}
-
-    def _loop(self):
-        while not self._stop.is_set():
-            running = set()
-            for path in glob.glob("/proc/[0-9]*/cmdline"):
-                try:
-                    with open(path, "rb") as handle:
-                        argv = handle.read()
-                except OSError:
-                    continue
-                if any(s in argv for s in self.secrets):
-                    self.seen.append(argv)
-                running.update(marker for marker in self.tool_samples if marker.encode() in argv)
-            for marker in running:
-                self.tool_samples[marker] += 1
-            self.samples += 1
-            self._stop.wait(0.01)
-
-
 def script_of(call):
     return call["argv"][call["argv"].index("-i") + 1]
 
@@ -469,7 +443,7 @@ def test_mssql_password_at_verbosity_3_native_backup_and_restore(run_module, tmp
     fake.set(FAKE_DELAY="0.3")
     storage = dict(path=str(tmp_path / "store"), prefix="sec")
     args = dict(job="sec-mssql", source=mssql_source(local_dir=str(fake.share)), storage=storage)
-    with ToolWatch(["/fakes/sqlcmd"], PASSWORD) as watch:
+    with CmdlineWatch(PASSWORD, markers=["/fakes/sqlcmd"]) as watch:
         ok = run_module("dump", args, env=fake.env, extra_internal_args=VERBOSE)
         fake.set(FAKE_MODE="error3201")
         next_second()
@@ -510,7 +484,7 @@ def test_mssql_url_mode_s3_secret_only_in_the_0600_tsql_file(run_module, tmp_pat
     source = {"engine": "mssql", "host": "db.example", "user": "sa", "password": PASSWORD, "database": "shop",
               "mssql": {"mode": "url"}}
     secrets = [PASSWORD, s3_server.secret_key]
-    with ToolWatch(["/fakes/sqlcmd"], *secrets) as watch:
+    with CmdlineWatch(*secrets, markers=["/fakes/sqlcmd"]) as watch:
         ok = run_module("dump", dict(job="sec-url", source=source, storage=storage), env=fake.env,
                         extra_internal_args=VERBOSE)
         fake.set(FAKE_MODE="verifyonly_fails")
@@ -561,7 +535,7 @@ def test_mongodb_connection_secrets_at_verbosity_3(run_module, tmp_path, connect
         source = target = dict(engine="mongodb", database="shop", mongodb=dict(uri=uri))
         secrets = [MONGO_PASSWORD, PASSWORD_IN_URI, uri]
     args = dict(job="sec-mongo", source=source, storage=storage, spool_dir=str(spool))
-    with ToolWatch(["/fakes/mongodump", "/fakes/mongorestore"], *secrets) as watch:
+    with CmdlineWatch(*secrets, markers=["/fakes/mongodump", "/fakes/mongorestore"]) as watch:
         ok = run_module("dump", args, env=fake.env(FAKE_DELAY="0.3"), extra_internal_args=VERBOSE)
         next_second()
         failed = run_module("dump", args, env=fake.env(FAKE_MODE="die_midway"), extra_internal_args=VERBOSE)
