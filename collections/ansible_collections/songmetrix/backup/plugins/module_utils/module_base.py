@@ -59,8 +59,7 @@ def path_options(spec, params, label=""):
         if option.get("options"):
             for item in value if isinstance(value, list) else [value]:
                 if isinstance(item, dict):
-                    for found in path_options(option["options"], item, dotted + "."):
-                        yield found
+                    yield from path_options(option["options"], item, dotted + ".")
 
 
 class BackupModule(AnsibleModule):
