@@ -281,7 +281,10 @@ class SnapshotSession(object):
         argv = [psql, "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "--no-password"]
         self.child = Child("psql (row counts)", argv, env=env, stdin=subprocess.PIPE)
         self.counting = False
-        line = self._send("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\nSELECT pg_export_snapshot();\n",
+        # No parallel workers for the counts: they would take the server's cores from pg_dump (and from
+        # the applications) for numbers that are not urgent.
+        line = self._send("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n"
+                          "SET LOCAL max_parallel_workers_per_gather = 0;\nSELECT pg_export_snapshot();\n",
                           read_line=True)
         self.snapshot = line.strip()
         if not re.match(r"^[0-9A-Fa-f]+-[0-9A-Fa-f-]+$", self.snapshot):
