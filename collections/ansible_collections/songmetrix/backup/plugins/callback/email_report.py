@@ -177,7 +177,6 @@ EXAMPLES = r"""
 
 import datetime
 import html
-import re
 import smtplib
 import socket
 import ssl as ssl_lib
@@ -187,6 +186,7 @@ from email.utils import formatdate, make_msgid
 from ansible.errors import AnsibleError
 from ansible.plugins.callback import CallbackBase
 
+from ansible_collections.songmetrix.backup.plugins.module_utils.layout import job_of_manifest_key
 from ansible_collections.songmetrix.backup.plugins.plugin_utils.redact import (
     collect_secrets,
     redact_text,
@@ -198,9 +198,6 @@ ROLE_NAME = "backup_run"
 # Modules whose successful results are not jobs (listings); only their failures are reported.
 INFO_MODULES = frozenset({"backup_info"})
 CENSORED_MSG = "details hidden (no_log)"
-# The file name of a manifest key (module_utils/layout.py): <job>-<UTC stamp>.manifest.json. Names the job
-# of a task that was given only a manifest_key (verify, restore).
-_MANIFEST_NAME = re.compile(r"(?:^|/)(?P<job>[A-Za-z0-9][A-Za-z0-9._-]{0,99})-\d{8}T\d{6}Z\.manifest\.json$")
 
 STATUS_FAILED = "failed"
 STATUS_CHANGED = "changed"
@@ -480,8 +477,7 @@ def step_from_result(module, args, data, status, task_name, item=None):
             job = candidate
     key = args.get("manifest_key")
     if not job and isinstance(key, str) and "{{" not in key:
-        match = _MANIFEST_NAME.search(key)
-        job = match.group("job") if match else None
+        job = job_of_manifest_key(key)  # a task given only a manifest_key (verify, restore)
     if not job:
         job = "%s: %s" % (module, task_name) + (" (%s)" % item if item not in (None, "") else "")
     if status != STATUS_FAILED and module in INFO_MODULES:

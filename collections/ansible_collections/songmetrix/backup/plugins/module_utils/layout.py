@@ -85,6 +85,16 @@ def parse_manifest_key(key, prefix=""):
     }
 
 
+def job_of_manifest_key(key):
+    """The job of a manifest key of our layout under any prefix (the prefix is not known), or None."""
+    parts = str(key).split("/")
+    for start in range(len(parts)):
+        found = parse_manifest_key("/".join(parts[start:]))
+        if found:
+            return found["job"]
+    return None
+
+
 def job_folder(prefix, job=None):
     """The key prefix under which a job's (or, without a job, every job's) backups are listed."""
     parts = [p for p in (prefix, job) if p]

@@ -81,6 +81,8 @@ def check_database_name(label, name):
     if name is None:
         return None
     no_control_chars(label, name)
+    if name.startswith("-"):
+        raise ValidationError("%s %r must not start with '-' (the tools would read it as an option)" % (label, name))
     if not name or any(ch in FORBIDDEN_IN_DATABASE for ch in name):
         raise ValidationError("%s %r is not a MongoDB database name: it must not be empty or contain any of "
                               "/ \\ . \" $, a space or NUL" % (label, name))

@@ -15,7 +15,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.procs import chi
 
 # Where a second client major lives beside the one on PATH: Debian/Ubuntu, then PGDG's RPMs.
 CLIENT_DIR_PATTERNS = ("/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin")
-PG_DUMP_VERSION_RE = re.compile(r"pg_dump \(PostgreSQL\) (\d+)(?:\.(\d+))?")
+PG_DUMP_VERSION_RE = re.compile(r"pg_dump \(PostgreSQL\) ((\d+)[0-9.]*)")  # (version, major)
 TOOL_VERSION_RE = re.compile(r"\(PostgreSQL\) (\d+)")
 ARCHIVE_FORMATS = ("custom", "directory")
 
@@ -27,7 +27,7 @@ def dump_version(record):
     match = PG_DUMP_VERSION_RE.search(record.get("tool_version") or "")
     if not match:
         return None
-    return int(match.group(1)), match.group(0).split(") ", 1)[1]
+    return int(match.group(2)), match.group(1)
 
 
 def tool_major(path):
@@ -62,16 +62,13 @@ def pg_restore_for(record, executable=None, option=None):
     have = tool_major(path)
     if have is None or have >= need:
         return path
-    if not executable:
+    if executable:
+        fix = ", and set %s to its pg_restore" % option
+    else:
         for major, directory in _installed_majors():
             if major >= need:
                 return os.path.join(directory, "pg_restore")
-    if executable:
-        fix = ", and set %s to its pg_restore" % option
-    elif option:
-        fix = ", or set %s to its pg_restore" % option
-    else:
-        fix = ", or put its bin directory first on PATH"
+        fix = ", or set %s to its pg_restore" % option if option else ", or put its bin directory first on PATH"
     raise ValidationError(
         "this backup was written by pg_dump %s; pg_restore %d (%s) cannot read its archive: install "
         "postgresql-client-%d (or newer)%s" % (written_by, have, path, need, fix))

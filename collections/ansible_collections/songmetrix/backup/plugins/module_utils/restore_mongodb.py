@@ -65,11 +65,7 @@ class MongodbTarget(object):
         if record.get("format") != "archive":
             raise ValidationError("the backup's format %r is not a mongodump archive" % (record.get("format"),))
         self.source_database = check_database_name("the backup's database", record.get("database") or None)
-        self.database = target.get("database") or self.source_database
-        no_control_chars("target.database", self.database)
-        if self.database and self.database.startswith("-"):
-            raise ValidationError("target.database %r must not start with '-'" % self.database)
-        check_database_name("target.database", self.database)
+        self.database = check_database_name("target.database", target.get("database") or self.source_database)
         if target.get("database") and not self.source_database:
             raise ValidationError("the backup holds the whole server (every database): leave target.database unset, "
                                   "each database is restored under its own name")

@@ -80,11 +80,7 @@ class MongodbSource(object):
             if params.get(key) not in (None, "", []):
                 raise ValidationError("source.%s is not used by engine mongodb" % key)
         self.database = params.get("database") or None
-        if self.database is not None:
-            no_control_chars("source.database", self.database)
-            if self.database.startswith("-"):
-                raise ValidationError("source.database %r must not start with '-'" % self.database)
-            check_database_name("source.database", self.database)
+        check_database_name("source.database", self.database)
         self.include = [check_collection_name("source.include", n) for n in params.get("include") or []]
         self.exclude = [check_collection_name("source.exclude", n) for n in params.get("exclude") or []]
         if (self.include or self.exclude) and not self.database:

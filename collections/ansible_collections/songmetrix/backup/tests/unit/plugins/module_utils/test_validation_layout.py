@@ -87,3 +87,13 @@ def test_timestamp(text, end_of_day, expected):
 def test_timestamp_refuses(text):
     with pytest.raises(ValidationError, match="not an ISO 8601"):
         validation.timestamp("until", text)
+
+
+@pytest.mark.parametrize("key, job", [
+    ("db/2026/11/23/db-20261123T020000Z.manifest.json", "db"),
+    ("site/a/db/manual/2026/11/23/db-20261123T020000Z.manifest.json", "db"),
+    ("db/2026/11/23/other-20261123T020000Z.manifest.json", None),  # folder and file disagree
+    ("db/2026/11/23/db-20261123T020000Z.sqlite3.zst", None),
+])
+def test_job_of_manifest_key_under_any_prefix(key, job):
+    assert layout.job_of_manifest_key(key) == job
