@@ -20,6 +20,7 @@ the tool runs and gone after the run, whether it succeeded or failed.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -611,3 +612,63 @@ def test_a_module_stopped_by_a_signal_removes_its_secret_file_and_keeps_nothing(
     assert os.listdir(spool) == []
     assert not os.path.exists("/proc/%d" % tool) or open("/proc/%d/stat" % tool).read().split()[2] == "Z"
     assert [p for p in glob.glob(str(store / "**"), recursive=True) if os.path.isfile(p)] == []
+
+
+def _sigkill_mid_tool(args, tmp_path, env, marker):
+    """Start a dump, SIGKILL the module while its tool runs, then the orphaned tool; the module's pid."""
+    proc = start_module("dump", args, tmp_path, env=env)
+    try:
+        tool = running_tool(proc.pid, marker)
+        proc.kill()
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(tool, signal.SIGKILL)
+    return proc.pid
+
+
+def _age(path, seconds):
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+@pytest.mark.parametrize("engine", ["mongodb", "mssql"])
+def test_a_secret_file_a_sigkilled_run_left_is_removed_by_the_next_run(run_module, tmp_path, engine):
+    """SIGKILL cannot be caught, so the killed run's 0600 file stays (named after its pid); the next
+    run that writes a secret file in that folder removes it once its owner is gone and it is a
+    minute old, and keeps the files of live processes and brand-new ones."""
+    folder = tmp_path / "secrets"
+    folder.mkdir()
+    store = str(tmp_path / "store")
+    if engine == "mongodb":
+        fake = FakeMongo(tmp_path)
+        args = dict(job="killed", source=dict(source_params(), database="shop"), storage=dict(path=store),
+                    spool_dir=str(folder))
+        env, slow_env, marker = fake.env(), fake.env(FAKE_DELAY="60"), b"--archive"
+        content = 'uri: "mongodb://backup:'  # the connection string with its password: what the sweep is for
+    else:
+        fake = FakeSqlcmd(tmp_path)
+        args = dict(job="killed", source=mssql_source(local_dir=str(fake.share)), storage=dict(path=store))
+        env = dict(fake.env, TMPDIR=str(folder))  # sqlcmd's T-SQL goes to the system's temp folder
+        slow_env, marker, content = dict(env, FAKE_DELAY="60"), b"-i", ""
+
+    killed_pid = _sigkill_mid_tool(args, tmp_path, slow_env, marker)
+    left = sorted(os.listdir(folder))
+    assert len(left) == 1 and left[0].startswith(".songmetrix-secret-%d-" % killed_pid), left
+    leftover = folder / left[0]
+    assert oct(leftover.stat().st_mode & 0o777) == "0o600"
+    assert leftover.read_text().startswith(content)
+    _age(leftover, 120)
+    live = folder / (".songmetrix-secret-%d-live.yaml" % os.getpid())  # a running owner: kept
+    live.write_text("x")
+    _age(live, 120)
+    fresh = folder / (".songmetrix-secret-%d-fresh.yaml" % killed_pid)  # under a minute old: kept
+    fresh.write_text("x")
+
+    next_second()
+    res = run_module("dump", args, env=env)
+    assert res.rc == 0, res.describe()
+    assert sorted(os.listdir(folder)) == sorted([live.name, fresh.name])

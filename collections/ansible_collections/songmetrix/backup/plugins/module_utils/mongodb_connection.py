@@ -6,13 +6,14 @@ written here with mode 0600 and removed after the run.
 """
 
 import json
-import os
 import re
 import tempfile
 from urllib.parse import quote, urlencode
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
 from ansible_collections.songmetrix.backup.plugins.module_utils.procs import last_lines, run_capture
+from ansible_collections.songmetrix.backup.plugins.module_utils.secret_files import (
+    remove_secret_file, write_secret_file)
 from ansible_collections.songmetrix.backup.plugins.module_utils.validation import no_control_chars
 
 CONFIG_PLACEHOLDER = "<0600 config file>"
@@ -121,29 +122,21 @@ class ConfigFile(object):
     """A mode-0600 YAML file with ``uri:``, for ``--config``; remove() deletes it (idempotent)."""
 
     def __init__(self, uri, directory=None):
-        fd, self.path = tempfile.mkstemp(prefix=".songmetrix-mongodb-", suffix=".yaml",
-                                         dir=directory or tempfile.gettempdir())
+        # A JSON string is a valid YAML double-quoted scalar: quotes, backslashes and non-ASCII
+        # characters survive as they are.
+        text = "uri: %s\n" % json.dumps(uri)
         try:
-            os.fchmod(fd, 0o600)
-            # A JSON string is a valid YAML double-quoted scalar: quotes, backslashes and
-            # non-ASCII characters survive as they are.
-            os.write(fd, ("uri: %s\n" % json.dumps(uri)).encode("utf-8"))
+            self.path = write_secret_file(directory, text.encode("utf-8"), ".yaml")
         except OSError as exc:
-            os.close(fd)
-            self.remove()
-            raise BackupError("cannot write the mongodb config file in %s: %s" % (directory, exc.strerror or exc))
-        os.close(fd)
+            raise BackupError("cannot write the mongodb config file in %s: %s"
+                              % (directory or tempfile.gettempdir(), exc.strerror or exc))
 
     def option(self):
         return "--config=%s" % self.path
 
     def remove(self):
-        if self.path is None:
-            return
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        if self.path is not None:
+            remove_secret_file(self.path)
         self.path = None
 
     def __enter__(self):

@@ -8,13 +8,14 @@ of the script), ``-l`` (login timeout), ``-N<s|m|o>`` (encryption), ``-C`` (trus
 certificate, only when asked), ``-h -1 -W`` (plain output) and ``-i``.
 """
 
-import os
 import re
 import subprocess
 import tempfile
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
 from ansible_collections.songmetrix.backup.plugins.module_utils.procs import child_env, find_tool, run_capture
+from ansible_collections.songmetrix.backup.plugins.module_utils.secret_files import (
+    remove_secret_file, write_secret_file)
 from ansible_collections.songmetrix.backup.plugins.module_utils.validation import no_control_chars
 
 ENCRYPT_FLAGS = {"strict": "s", "mandatory": "m", "optional": "o"}
@@ -107,10 +108,12 @@ class Sqlcmd(object):
 
     def run(self, sql, what, separator=None, timeout=None):
         """Run ``sql``; its standard output, or BackupError with SQL Server's message."""
-        fd, script = tempfile.mkstemp(prefix="songmetrix-mssql-", suffix=".sql")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:  # mkstemp: mode 0600
-                handle.write(sql)
+            script = write_secret_file(None, sql.encode("utf-8"), ".sql")
+        except OSError as exc:
+            raise BackupError("cannot write the T-SQL script for %s in %s: %s"
+                              % (what, tempfile.gettempdir(), exc.strerror or exc))
+        try:
             try:
                 proc = subprocess.run(self.argv(script, separator=separator), stdin=subprocess.DEVNULL,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env(),
@@ -121,7 +124,7 @@ class Sqlcmd(object):
             except OSError as exc:
                 raise BackupError("cannot run %s: %s" % (self.path, exc.strerror or exc))
         finally:
-            os.unlink(script)
+            remove_secret_file(script)
         out = proc.stdout.decode("utf-8", errors="replace")
         err = proc.stderr.decode("utf-8", errors="replace")
         if proc.returncode != 0 or _severe(err):
