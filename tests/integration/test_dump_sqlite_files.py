@@ -2,6 +2,7 @@
 
 import filecmp
 import os
+import re
 import sqlite3
 import subprocess
 import threading
@@ -37,6 +38,43 @@ def test_sqlite_round_trip_matches_sqlite3_dump(run_module, tmp_path):
     restored = decompress_to(path, str(tmp_path / "restored.sqlite3"))
     assert sqlite_dump(restored) == sqlite_dump(db)
     assert manifest["table_counts"] == {"pairs": 4000}
+
+
+def test_sqlite_copy_goes_to_spool_dir_and_sweeps_what_a_killed_run_left(run_module, tmp_path):
+    """A SIGKILLed (OOM-killed) run leaves its full-size copy and its -journal in spool_dir; the next
+    copy made there removes them, once their owner is gone and they are a minute old."""
+    db = str(tmp_path / "app.sqlite3")
+    make_db(db, "wal")
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    left = [spool / (".songmetrix-private-%d-sqlite-copy-abc.sqlite3" % dead.pid),
+            spool / (".songmetrix-private-%d-sqlite-copy-abc.sqlite3-journal" % dead.pid)]
+    for path in left:
+        path.write_bytes(b"x" * 4096)
+        os.utime(path, (0, 0))
+    stale_prefix = ".songmetrix-private-%d-" % dead.pid
+    copies = []
+    watching = threading.Event()
+
+    def watch():  # the copy is made in spool_dir, named after the module's pid and what it holds
+        while not watching.is_set():
+            copies.extend(n for n in os.listdir(spool) if not n.startswith(stale_prefix))
+            watching.wait(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        res = run_module("dump", dict(job="app-db", source=dict(engine="sqlite", path=db),
+                                      storage=dict(path=str(tmp_path / "store")), spool_dir=str(spool)))
+    finally:
+        watching.set()
+        watcher.join()
+    assert res.rc == 0, res.result
+    assert os.listdir(spool) == []
+    assert any(n.endswith(".sqlite3") for n in copies), copies
+    assert all(re.match(r"\.songmetrix-private-\d+-sqlite-copy-\w+\.sqlite3(-journal)?$", n) for n in copies), copies
 
 
 @pytest.mark.parametrize("journal_mode", ["wal", "delete"])

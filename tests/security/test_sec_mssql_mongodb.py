@@ -647,25 +647,25 @@ def test_a_secret_file_a_sigkilled_run_left_is_removed_by_the_next_run(run_modul
         fake = FakeMongo(tmp_path)
         args = dict(job="killed", source=dict(source_params(), database="shop"), storage=dict(path=store),
                     spool_dir=str(folder))
-        env, slow_env, marker = fake.env(), fake.env(FAKE_DELAY="60"), b"--archive"
+        env, slow_env, marker, kind = fake.env(), fake.env(FAKE_DELAY="60"), b"--archive", "mongodb-config"
         content = 'uri: "mongodb://backup:'  # the connection string with its password: what the sweep is for
     else:
         fake = FakeSqlcmd(tmp_path)
         args = dict(job="killed", source=mssql_source(local_dir=str(fake.share)), storage=dict(path=store))
         env = dict(fake.env, TMPDIR=str(folder))  # sqlcmd's T-SQL goes to the system's temp folder
-        slow_env, marker, content = dict(env, FAKE_DELAY="60"), b"-i", ""
+        slow_env, marker, kind, content = dict(env, FAKE_DELAY="60"), b"-i", "tsql", ""
 
     killed_pid = _sigkill_mid_tool(args, tmp_path, slow_env, marker)
     left = sorted(os.listdir(folder))
-    assert len(left) == 1 and left[0].startswith(".songmetrix-secret-%d-" % killed_pid), left
+    assert len(left) == 1 and left[0].startswith(".songmetrix-private-%d-%s-" % (killed_pid, kind)), left
     leftover = folder / left[0]
     assert oct(leftover.stat().st_mode & 0o777) == "0o600"
     assert leftover.read_text().startswith(content)
     _age(leftover, 120)
-    live = folder / (".songmetrix-secret-%d-live.yaml" % os.getpid())  # a running owner: kept
+    live = folder / (".songmetrix-private-%d-tsql-live.sql" % os.getpid())  # a running owner: kept
     live.write_text("x")
     _age(live, 120)
-    fresh = folder / (".songmetrix-secret-%d-fresh.yaml" % killed_pid)  # under a minute old: kept
+    fresh = folder / (".songmetrix-private-%d-gpg-fresh" % killed_pid)  # under a minute old: kept
     fresh.write_text("x")
 
     next_second()

@@ -12,8 +12,8 @@ from urllib.parse import quote, urlencode
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
 from ansible_collections.songmetrix.backup.plugins.module_utils.procs import last_lines, run_capture
-from ansible_collections.songmetrix.backup.plugins.module_utils.secret_files import (
-    remove_secret_file, write_secret_file)
+from ansible_collections.songmetrix.backup.plugins.module_utils.private_files import (
+    remove_private_file, write_private_file)
 from ansible_collections.songmetrix.backup.plugins.module_utils.validation import no_control_chars
 
 CONFIG_PLACEHOLDER = "<0600 config file>"
@@ -126,7 +126,7 @@ class ConfigFile(object):
         # characters survive as they are.
         text = "uri: %s\n" % json.dumps(uri)
         try:
-            self.path = write_secret_file(directory, text.encode("utf-8"), ".yaml")
+            self.path = write_private_file(directory, "mongodb-config", text.encode("utf-8"), ".yaml")
         except OSError as exc:
             raise BackupError("cannot write the mongodb config file in %s: %s"
                               % (directory or tempfile.gettempdir(), exc.strerror or exc))
@@ -136,7 +136,7 @@ class ConfigFile(object):
 
     def remove(self):
         if self.path is not None:
-            remove_secret_file(self.path)
+            remove_private_file(self.path)
         self.path = None
 
     def __enter__(self):

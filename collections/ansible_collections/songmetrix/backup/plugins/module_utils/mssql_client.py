@@ -14,8 +14,8 @@ import tempfile
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
 from ansible_collections.songmetrix.backup.plugins.module_utils.procs import child_env, find_tool, run_capture
-from ansible_collections.songmetrix.backup.plugins.module_utils.secret_files import (
-    remove_secret_file, write_secret_file)
+from ansible_collections.songmetrix.backup.plugins.module_utils.private_files import (
+    remove_private_file, write_private_file)
 from ansible_collections.songmetrix.backup.plugins.module_utils.validation import no_control_chars
 
 ENCRYPT_FLAGS = {"strict": "s", "mandatory": "m", "optional": "o"}
@@ -109,7 +109,7 @@ class Sqlcmd(object):
     def run(self, sql, what, separator=None, timeout=None):
         """Run ``sql``; its standard output, or BackupError with SQL Server's message."""
         try:
-            script = write_secret_file(None, sql.encode("utf-8"), ".sql")
+            script = write_private_file(None, "tsql", sql.encode("utf-8"), ".sql")
         except OSError as exc:
             raise BackupError("cannot write the T-SQL script for %s in %s: %s"
                               % (what, tempfile.gettempdir(), exc.strerror or exc))
@@ -124,7 +124,7 @@ class Sqlcmd(object):
             except OSError as exc:
                 raise BackupError("cannot run %s: %s" % (self.path, exc.strerror or exc))
         finally:
-            remove_secret_file(script)
+            remove_private_file(script)
         out = proc.stdout.decode("utf-8", errors="replace")
         err = proc.stderr.decode("utf-8", errors="replace")
         if proc.returncode != 0 or _severe(err):

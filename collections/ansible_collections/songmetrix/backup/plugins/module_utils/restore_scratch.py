@@ -16,6 +16,7 @@ import tempfile
 import time
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
+from ansible_collections.songmetrix.backup.plugins.module_utils.private_files import create_private_dir
 from ansible_collections.songmetrix.backup.plugins.module_utils.source_mysql import _unescape_batch
 
 NAME_LIMITS = {"postgresql": 63, "mysql": 64, "mariadb": 64}
@@ -92,7 +93,7 @@ class Scratch(object):
                 self.tempdir = None
                 parent = base
             else:
-                self.tempdir = tempfile.mkdtemp(prefix="songmetrix-restore-test-", dir=base)
+                self.tempdir = create_private_dir(base, "restore-test")
                 parent = self.tempdir
             leaf = "restore-test.sqlite3" if self.engine == "sqlite" else "tree"
             target["path"] = os.path.join(parent, "songmetrix-restore-test-" + leaf if check_mode else leaf)

@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
+from ansible_collections.songmetrix.backup.plugins.module_utils.private_files import create_private_dir
 from ansible_collections.songmetrix.backup.plugins.module_utils.pg_client import pg_restore_for
 from ansible_collections.songmetrix.backup.plugins.module_utils.procs import (
     Child,
@@ -206,7 +207,7 @@ class PostgresqlTarget(object):
             read(ChildWriter(child))
             return
         # A directory-format backup is a tar in storage: extract it (checked), then pg_restore -j.
-        workdir = tempfile.mkdtemp(prefix="songmetrix-restore-", dir=self.options.get("spool_dir") or None)
+        workdir = create_private_dir(self.options.get("spool_dir"), "pg-directory-restore")
         try:
             read(ThreadConsumer("extracting the directory-format archive", lambda f: extract_stream(f, workdir)))
             argv = self._argv(workdir)

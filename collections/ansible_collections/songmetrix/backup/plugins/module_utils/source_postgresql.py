@@ -6,9 +6,9 @@ import re
 import shutil
 import subprocess
 import tarfile
-import tempfile
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
+from ansible_collections.songmetrix.backup.plugins.module_utils.private_files import create_private_dir
 from ansible_collections.songmetrix.backup.plugins.module_utils.pipeline import (
     HeadCheck,
     NonEmptyCheck,
@@ -254,7 +254,7 @@ class PostgresqlSource(object):
     def _dump_directory_as_tar(self, out, snapshot=None):
         # Directory format is the only way to run pg_dump in parallel; it cannot write to a pipe,
         # so it goes to the spool and is tarred into the stream (entries at the archive's top level).
-        workdir = tempfile.mkdtemp(prefix="songmetrix-pgdir-", dir=self.spool_dir)
+        workdir = create_private_dir(self.spool_dir, "pg-directory-dump")
         try:
             target = os.path.join(workdir, "dump")
             child = Child("pg_dump", self._argv(target, snapshot), env=self._env(), stdout=subprocess.DEVNULL)

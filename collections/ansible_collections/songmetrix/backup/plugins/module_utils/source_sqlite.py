@@ -8,7 +8,6 @@ it is consistent even while another process writes.
 
 import os
 import sqlite3
-import tempfile
 
 try:
     from urllib.parse import quote
@@ -16,6 +15,8 @@ except ImportError:  # pragma: no cover
     from urllib import quote
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
+from ansible_collections.songmetrix.backup.plugins.module_utils.private_files import (
+    create_private_file, remove_private_file)
 from ansible_collections.songmetrix.backup.plugins.module_utils.pipeline import (
     CHUNK_SIZE,
     HeadCheck,
@@ -83,7 +84,7 @@ class SqliteSource(object):
 
     def _copy_and_stream(self, out):
         self._counts = None
-        fd, copy_path = tempfile.mkstemp(prefix="songmetrix-sqlite-", suffix=".sqlite3", dir=self.spool_dir)
+        fd, copy_path = create_private_file(self.spool_dir, "sqlite-copy", ".sqlite3")
         os.close(fd)
         try:
             try:
@@ -108,7 +109,7 @@ class SqliteSource(object):
                         break
                     out.write(chunk)
         finally:
-            os.unlink(copy_path)
+            remove_private_file(copy_path)
 
 
 def _count_rows(conn):

@@ -47,6 +47,8 @@ options:
     description:
       - Directory for the temporary files that cannot be avoided, the SQLite online copy and the
         PostgreSQL directory-format dump; the system temporary directory when omitted.
+      - They are named C(.songmetrix-private-<pid>-<kind>-*) after the module process. One that a
+        SIGKILLed run left behind is removed by a later run, once its process is gone.
       - When given, it is also the spool. If the storage cannot be reached or fails during the
         upload (after O(storage.retries)), the backup is taken again into
         C(<spool_dir>/songmetrix-spool/<storage id>/), complete with its manifest, and the task

@@ -309,6 +309,8 @@ options:
     description:
       - Folder for the temporary extraction of a PostgreSQL directory-format backup (it needs room
         for the whole uncompressed dump); the system's temporary folder when omitted.
+      - It is named C(.songmetrix-private-<pid>-pg-directory-restore-*) after the module process.
+        One that a SIGKILLed run left behind is removed by a later run, once its process is gone.
     type: path
   verify_first:
     description:
