@@ -41,7 +41,8 @@ def test_sqlite_round_trip_matches_sqlite3_dump(run_module, tmp_path):
 
 
 def test_sqlite_copy_goes_to_spool_dir_and_sweeps_what_a_killed_run_left(run_module, tmp_path):
-    """A SIGKILLed (OOM-killed) run leaves its full-size copy and its -journal in spool_dir; the next
+    """A SIGKILLed (OOM-killed) run leaves its full-size copy and its -journal (or -wal and -shm: the
+    copy of a WAL database is in WAL mode, with newer SQLite libraries) in spool_dir; the next
     copy made there removes them, once their owner is gone and they are a minute old."""
     db = str(tmp_path / "app.sqlite3")
     make_db(db, "wal")
@@ -50,7 +51,8 @@ def test_sqlite_copy_goes_to_spool_dir_and_sweeps_what_a_killed_run_left(run_mod
     dead = subprocess.Popen(["true"])
     dead.wait()
     left = [spool / (".songmetrix-private-%d-sqlite-copy-abc.sqlite3" % dead.pid),
-            spool / (".songmetrix-private-%d-sqlite-copy-abc.sqlite3-journal" % dead.pid)]
+            spool / (".songmetrix-private-%d-sqlite-copy-abc.sqlite3-wal" % dead.pid),
+            spool / (".songmetrix-private-%d-sqlite-copy-abc.sqlite3-shm" % dead.pid)]
     for path in left:
         path.write_bytes(b"x" * 4096)
         os.utime(path, (0, 0))
@@ -74,7 +76,8 @@ def test_sqlite_copy_goes_to_spool_dir_and_sweeps_what_a_killed_run_left(run_mod
     assert res.rc == 0, res.result
     assert os.listdir(spool) == []
     assert any(n.endswith(".sqlite3") for n in copies), copies
-    assert all(re.match(r"\.songmetrix-private-\d+-sqlite-copy-\w+\.sqlite3(-journal)?$", n) for n in copies), copies
+    named = re.compile(r"\.songmetrix-private-\d+-sqlite-copy-\w+\.sqlite3(-journal|-wal|-shm)?$")
+    assert all(named.match(n) for n in copies), copies
 
 
 @pytest.mark.parametrize("journal_mode", ["wal", "delete"])

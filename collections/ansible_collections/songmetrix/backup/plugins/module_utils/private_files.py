@@ -84,9 +84,9 @@ def _process_exists(pid):
 
 
 def sweep_stale_private_files(directory, now=None):
-    """Remove this user's private files and folders in ``directory`` (a SQLite ``-journal`` too)
-    whose owner process is gone and that are older than MIN_AGE_SECONDS. Returns the removed
-    paths; never raises."""
+    """Remove this user's private files and folders in ``directory`` (a SQLite copy's ``-journal``,
+    ``-wal`` and ``-shm`` too) whose owner process is gone and that are older than MIN_AGE_SECONDS.
+    Returns the removed paths; never raises."""
     now = time.time() if now is None else now
     removed = []
     try:
