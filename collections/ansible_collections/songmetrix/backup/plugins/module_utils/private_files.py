@@ -21,7 +21,7 @@ import tempfile
 import time
 
 PREFIX = ".songmetrix-private-"
-_OWNED_NAME = re.compile(r"^\.songmetrix-private-(\d+)-")
+_OWNED_NAME = re.compile("^" + re.escape(PREFIX) + r"(\d+)-")
 # A dead owner is not enough: a run in another PID namespace sharing the folder (a container with
 # the same spool mount) looks dead from here. Its tool reads the file as it starts, long before
 # this, and a SQLite copy being written is modified all the time.
@@ -83,11 +83,11 @@ def _process_exists(pid):
     return True
 
 
-def sweep_stale_private_files(directory, now=None):
+def sweep_stale_private_files(directory):
     """Remove this user's private files and folders in ``directory`` (a SQLite copy's ``-journal``,
     ``-wal`` and ``-shm`` too) whose owner process is gone and that are older than MIN_AGE_SECONDS.
     Returns the removed paths; never raises."""
-    now = time.time() if now is None else now
+    now = time.time()
     removed = []
     try:
         names = os.listdir(directory)
