@@ -10,6 +10,9 @@ not take the record either, and the spool has the backup), and not for a job wit
 storage yet, so that a run with bad input still writes nothing at all. A run that is killed
 writes nothing; prune's max_age covers that case. Writing the record is best effort: it never
 fails or hides a backup.
+
+A job with a signing key signs the record (signing.py); read with that key, a record that is not
+signed by it reads as status "unauthenticated" or "invalid", which prune treats like a failure.
 """
 
 import json
@@ -18,6 +21,9 @@ import socket
 from ansible_collections.songmetrix.backup.plugins.module_utils import layout
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError
 from ansible_collections.songmetrix.backup.plugins.module_utils.redact import redact_text
+from ansible_collections.songmetrix.backup.plugins.module_utils.signing import Keyring
+
+SIGNED_KIND = "attempt"  # what the signature says this record is
 
 FORMAT_VERSION = 1
 ERROR_LIMIT = 2000  # characters of the error kept in the record
@@ -26,8 +32,9 @@ ERROR_LIMIT = 2000  # characters of the error kept in the record
 class AttemptLog(object):
     """Writes the record for one run of one job."""
 
-    def __init__(self, storage, prefix, job, started, secrets=()):
+    def __init__(self, storage, prefix, job, started, secrets=(), keyring=None):
         self.storage = storage
+        self.keyring = keyring or Keyring(None)
         self.secrets = list(secrets)  # masked in the error text, like the module's own output
         self.prefix = prefix
         self.key = layout.attempt_key(prefix, job)
@@ -50,7 +57,7 @@ class AttemptLog(object):
             "error": redact_text(error, self.secrets, min_length=3)[:ERROR_LIMIT] if error else None,
         }
         try:
-            self.storage.replace_small(self.key, (json.dumps(record, sort_keys=True) + "\n").encode("utf-8"))
+            self.storage.replace_small(self.key, self.keyring.encode(SIGNED_KIND, record, encode))
         except BackupError as exc:
             self.warnings.append("could not record the attempt in %s: %s" % (self.storage.location(self.key), exc))
 
@@ -73,13 +80,27 @@ class AttemptLog(object):
         self._write("failed", finished, error=str(error))
 
 
-def read_last(storage, prefix, job):
-    """The job's last-attempt record as a dict, or None when there is none (or it is unreadable)."""
+def encode(record):
+    return (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
+
+
+def read_last(storage, prefix, job, keyring=None):
+    """The job's last-attempt record as a dict, or None when there is none.
+
+    ``authentication`` says how its signature checked out. With a key, a record the key did not sign
+    has its status replaced by "unauthenticated" or "invalid" (what it claimed stays in ``claimed_status``).
+    """
     key = layout.attempt_key(prefix, job)
     if not storage.exists(key):
         return None
     try:
-        record = json.loads(storage.get_small(key).decode("utf-8"))
+        record, verdict = (keyring or Keyring(None)).check(SIGNED_KIND, storage.get_small(key), encode,
+                                                           "the last-attempt record %s" % key)
     except ValueError:
         return {"status": "unreadable", "started": None, "error": "%s is not valid JSON" % key}
-    return record if isinstance(record, dict) else None
+    record["authentication"] = verdict.as_dict()
+    if keyring is not None and keyring.enabled and not verdict.ok:
+        record["claimed_status"] = record.get("status")
+        record["status"] = verdict.status
+        record["error"] = verdict.problem
+    return record

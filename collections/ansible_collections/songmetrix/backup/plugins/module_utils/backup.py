@@ -25,6 +25,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.errors import (
 )
 from ansible_collections.songmetrix.backup.plugins.module_utils.pipeline import stream
 from ansible_collections.songmetrix.backup.plugins.module_utils.redact import secret_values
+from ansible_collections.songmetrix.backup.plugins.module_utils.signing import Keyring
 from ansible_collections.songmetrix.backup.plugins.module_utils.source_localfile import LocalFileSource
 from ansible_collections.songmetrix.backup.plugins.module_utils.sources import make_source
 from ansible_collections.songmetrix.backup.plugins.module_utils.spool import Spool
@@ -56,6 +57,7 @@ class BackupPlan(object):
             params.get("compression") or "zstd", params.get("compression_level"), params.get("compression_threads")
         )
         self.lock_settings = LockSettings(params.get("lock"))
+        self.keyring = Keyring(params.get("signing"))
         self.compression = (
             {"algorithm": "none", "level": None} if self.compressor is None else
             {"algorithm": self.compressor.info["algorithm"], "level": self.compressor.info["level"]}
@@ -72,7 +74,7 @@ class BackupPlan(object):
             self.compression = {"algorithm": "none", "level": None}
         self.storage = make_storage(storage_params)
         # Only an explicitly given spool_dir keeps failed uploads: the system temp dir is no place for them.
-        self.spool = Spool(self.spool_dir, self.storage) if params.get("spool_dir") else None
+        self.spool = Spool(self.spool_dir, self.storage, self.keyring) if params.get("spool_dir") else None
         # Last: a gpg encryptor holds a temporary home directory that close() removes.
         self.encryptor = build_encryptor(params.get("encryption"))
         self.encryption = self.encryptor.info if self.encryptor else None
@@ -228,14 +230,15 @@ def _store_manifest(plan, storage, started, artifact_key, manifest_key, metadata
         plan.job, plan.kind, plan.timezone, plan.source, artifact_key, started, utc_now(), plan.compression, outcome,
         table_counts=table_counts, encryption=plan.encryption, extra=extra,
     )
+    data = manifest.signed_bytes(plan.keyring, record)
     try:
-        _as_storage_error(storage.put_small, manifest_key, manifest.encode(record), metadata)
+        _as_storage_error(storage.put_small, manifest_key, data, metadata)
     except BaseException:
         # Without its manifest the artifact is not a backup: do not leave it looking like one.
         for key in manifest.object_keys(record):
             storage.delete(key)
         raise
-    return record, manifest_key
+    return manifest.decode(data), manifest_key
 
 
 def _spool_instead(plan, cause):
@@ -262,8 +265,9 @@ def run_backup(plan, check_mode=False):
     (job_lock.py) from before the source is touched until its outcome is recorded; a run that
     finds them held by another run stops without recording anything: the other run records its own.
     """
-    attempt = None if check_mode else AttemptLog(plan.storage, plan.prefix, plan.job, utc_now(), plan.secrets)
-    locks = JobLocks(plan.lock_settings, plan.storage, plan.prefix, plan.job)
+    attempt = None if check_mode else AttemptLog(plan.storage, plan.prefix, plan.job, utc_now(), plan.secrets,
+                                                 plan.keyring)
+    locks = JobLocks(plan.lock_settings, plan.storage, plan.prefix, plan.job, plan.keyring)
     try:
         result = _run(plan, check_mode, attempt, locks)
     except BackupError as exc:
@@ -369,9 +373,10 @@ def run_spool_upload(params, check_mode=False):
     """Upload what the spool holds for a storage (one job, or all), without a new backup."""
     prefix = validation.storage_prefix(params["storage"].get("prefix"))
     job = validation.job_name(params["job"]) if params.get("job") else None
+    keyring = Keyring(params.get("signing"))
     storage = make_storage(params["storage"])
     try:
-        spool = Spool(spool_directory(params["spool_dir"]), storage)
+        spool = Spool(spool_directory(params["spool_dir"]), storage, keyring)
         if check_mode:
             report = spool.pending(prefix, job)
             return {"changed": bool(report["pending"]), "spool": report, "storage": storage.describe()}

@@ -2,7 +2,8 @@
 
 One listing pass is enough: the job, kind and start time are in the manifest's key and the
 artifact's size is in the listing, so 20,000 backups need about 40 list requests and no reads.
-Manifest contents are read only when asked for (``details``).
+Manifest contents are read only when asked for (``details``), or when the job has a signing key:
+then every listed manifest is read to say whether it is authenticated.
 """
 
 import re
@@ -10,6 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.songmetrix.backup.plugins.module_utils import attempts, layout, manifest, validation
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
+from ansible_collections.songmetrix.backup.plugins.module_utils.signing import (
+    AUTHENTICATED,
+    INVALID,
+    UNAUTHENTICATED,
+    Keyring,
+)
 from ansible_collections.songmetrix.backup.plugins.module_utils.storage import opened_storage
 
 DETAIL_READERS = 8
@@ -30,8 +37,21 @@ class Backup(object):
         self.objects = []
         self.record = None
         self.record_error = None
+        self.verdict = None  # signing.Verdict once the manifest was read
 
-    def as_dict(self):
+    @property
+    def authenticated(self):
+        return self.verdict is not None and self.verdict.ok
+
+    def authentication(self):
+        """How the manifest's signature checked out, for results: {status, key_id, problem}."""
+        if self.verdict is not None:
+            return self.verdict.as_dict()
+        if self.record_error is not None:
+            return {"status": INVALID, "key_id": None, "problem": self.record_error}
+        return {"status": UNAUTHENTICATED, "key_id": None, "problem": None}
+
+    def as_dict(self, details=True):
         entry = {
             "manifest_key": self.manifest_key,
             "job": self.job,
@@ -40,7 +60,7 @@ class Backup(object):
             "objects": sorted(info.key for info in self.objects),
             "stored_size": sum(info.size for info in self.objects),
         }
-        if self.record is not None:
+        if self.record is not None and details:
             entry["manifest"] = self.record
         return entry
 
@@ -98,18 +118,16 @@ def list_backups(storage, prefix="", job=None, kind=None, since=None, until=None
     return Listing(backups, sorted(incomplete))
 
 
-def load_manifests(storage, backups, tolerate=False):
-    """Read the manifests of ``backups`` (in parallel where the storage allows it) into .record.
+def load_manifests(storage, backups, tolerate=False, keyring=None):
+    """Read the manifests of ``backups`` (in parallel where the storage allows it) into .record, and
+    how their signature checked out against ``keyring`` into .verdict.
 
     With ``tolerate``, a manifest that cannot be read or parsed leaves .record None and its
     error in .record_error instead of failing the whole listing.
     """
     def load(backup):
         try:
-            try:
-                backup.record = manifest.decode(storage.get_small(backup.manifest_key))
-            except ValueError as exc:
-                raise BackupError("manifest %s is not valid JSON: %s" % (backup.manifest_key, exc))
+            backup.record, backup.verdict = manifest.read(storage, backup.manifest_key, keyring)
         except BackupError as exc:
             if not tolerate:
                 raise
@@ -138,15 +156,21 @@ def run_backup_info(params, check_mode=False):
         raise ValidationError("limit must be 1 or more")
     if params.get("last_attempt") and not job:
         raise ValidationError("last_attempt needs a job: the record is kept per job")
+    keyring = Keyring(params.get("signing"))
     with opened_storage(params["storage"]) as storage:
         storage.preflight(create=False)
         listing = list_backups(storage, prefix, job, params.get("kind"), since, until)
         selected = listing.backups[:limit] if limit else listing.backups
-        if params.get("details"):
-            load_manifests(storage, selected)
-        last_attempt = attempts.read_last(storage, prefix, job) if params.get("last_attempt") else None
+        if params.get("details") or keyring.enabled:
+            load_manifests(storage, selected, tolerate=keyring.enabled, keyring=keyring)
+        last_attempt = attempts.read_last(storage, prefix, job, keyring) if params.get("last_attempt") else None
         location = storage.location(layout.job_folder(prefix, job))
-    backups = [backup.as_dict() for backup in selected]
+    backups = []
+    for backup in selected:
+        entry = backup.as_dict(details=bool(params.get("details")))
+        entry["authentication"] = backup.authentication()
+        backups.append(entry)
+    flagged = [entry for entry in backups if keyring.enabled and entry["authentication"]["status"] != AUTHENTICATED]
     result = {
         "changed": False,
         "location": location,
@@ -159,4 +183,10 @@ def run_backup_info(params, check_mode=False):
     }
     if params.get("last_attempt"):
         result["last_attempt"] = last_attempt
+    if keyring.enabled:
+        result["unauthenticated"] = [entry["manifest_key"] for entry in flagged]
+        if flagged:
+            result["warnings"] = ["%d of %d backup(s) are not signed by this job's key %s: %s" % (
+                len(flagged), len(backups), keyring.key_id,
+                "; ".join(entry["authentication"]["problem"] or entry["manifest_key"] for entry in flagged[:5]))]
     return result

@@ -11,6 +11,10 @@
   knows that no other run of the job on this host is alive.
 
 prune reads the storage lock (holder_of) and deletes nothing while a live one is held.
+
+A job with a signing key signs its lock object (signing.py). Read with the key, a lock object the
+key did not sign holds nothing (anyone who can write to the storage could plant one to stop the
+job's backups and prunes): a run takes it over with a warning, prune ignores it with one.
 """
 
 import datetime
@@ -28,9 +32,11 @@ import uuid
 
 from ansible_collections.songmetrix.backup.plugins.module_utils import layout
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
+from ansible_collections.songmetrix.backup.plugins.module_utils.signing import Keyring
 from ansible_collections.songmetrix.backup.plugins.module_utils.storage import identity
 
 FORMAT_VERSION = 1
+SIGNED_KIND = "lock"  # what the signature says this record is
 DEFAULT_DIR = "/run/lock/songmetrix-backup"
 DEFAULT_STALE_AFTER = "12h"
 POLL_SECONDS = 0.5
@@ -78,25 +84,38 @@ def _parse_time(text):
 
 
 def is_stale(holder, now):
-    """A lock whose expiry has passed, or that cannot be read, holds nothing any more."""
+    """A lock whose expiry has passed, that cannot be read or that the job's key did not sign holds nothing."""
+    if holder.get("untrusted"):
+        return True
     expires = _parse_time(holder.get("expires"))
     return expires is None or expires <= now
 
 
-def holder_of(storage, prefix, job):
-    """The job's storage lock as a dict, or None when there is none."""
+def _encode(record):
+    return (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
+
+
+def holder_of(storage, prefix, job, keyring=None):
+    """The job's storage lock as a dict, or None when there is none.
+
+    With a signing key, a lock the key did not sign comes back with ``untrusted`` (why), which
+    makes it stale.
+    """
     key = layout.lock_key(prefix, job)
     if not storage.exists(key):
         return None
     try:
-        holder = json.loads(storage.get_small(key).decode("utf-8"))
+        holder, verdict = (keyring or Keyring(None)).check(SIGNED_KIND, storage.get_small(key), _encode,
+                                                           "the lock %s" % storage.location(key))
     except BackupError:
         if not storage.exists(key):
             return None  # released between the two calls
         raise
     except ValueError:
         return {"job": job, "expires": None, "unreadable": True}
-    return holder if isinstance(holder, dict) else {"job": job, "expires": None, "unreadable": True}
+    if keyring is not None and keyring.enabled and not verdict.ok:
+        holder["untrusted"] = verdict.problem
+    return holder
 
 
 def _utc_now():
@@ -179,8 +198,9 @@ def _user():
 class StorageLock(object):
     """The job's lock object in the storage, for runs on different hosts sharing the prefix."""
 
-    def __init__(self, storage, prefix, job, stale_after_seconds, operation="backup"):
+    def __init__(self, storage, prefix, job, stale_after_seconds, operation="backup", keyring=None):
         self.storage = storage
+        self.keyring = keyring or Keyring(None)
         self.prefix = prefix
         self.job = job
         self.key = layout.lock_key(prefix, job)
@@ -208,17 +228,17 @@ class StorageLock(object):
         vanished = 0
         while True:
             now = _utc_now()
-            data = (json.dumps(self._record(now), sort_keys=True) + "\n").encode("utf-8")
+            data = self.keyring.encode(SIGNED_KIND, self._record(now), _encode)
             try:
                 self.storage.create_small(self.key, data)
             except BackupError:
-                holder = holder_of(self.storage, self.prefix, self.job)
+                holder = holder_of(self.storage, self.prefix, self.job, self.keyring)
                 if holder is None:
                     vanished += 1
                     if vanished > 3:
                         raise  # no lock is there, so the write failed for another reason
                     continue  # released in between: try again at once
-                if holder.get("token") == self.token:
+                if holder.get("token") == self.token and not holder.get("untrusted"):
                     break  # our own write went through before the error (a retried request)
                 left_here = host_locked and holder.get("host") == socket.gethostname()
                 if is_stale(holder, now) or left_here:
@@ -227,8 +247,9 @@ class StorageLock(object):
                     taken_over = holder
                     self.warnings.append("took over the lock %s: %s (%s)" % (
                         self.storage.location(self.key), describe_holder(holder),
-                        "left by this host, whose run of the job is gone" if left_here and not is_stale(holder, now)
-                        else "stale"))
+                        holder.get("untrusted") or (
+                            "left by this host, whose run of the job is gone" if left_here and not is_stale(holder, now)
+                            else "stale")))
                     self.storage.delete(self.key)
                     continue
                 if time.monotonic() >= deadline:
@@ -240,8 +261,8 @@ class StorageLock(object):
                 continue
             break
         # A storage that ignores If-None-Match lets the last writer win: read back who that was.
-        holder = holder_of(self.storage, self.prefix, self.job)
-        if not holder or holder.get("token") != self.token:
+        holder = holder_of(self.storage, self.prefix, self.job, self.keyring)
+        if not holder or holder.get("token") != self.token or holder.get("untrusted"):
             raise LockHeld("job %s was locked by another run at the same moment: %s" % (
                 self.job, describe_holder(holder or {})), holder or {})
         self.held = True
@@ -252,8 +273,8 @@ class StorageLock(object):
             return
         self.held = False
         try:
-            holder = holder_of(self.storage, self.prefix, self.job)
-            if holder and holder.get("token") == self.token:
+            holder = holder_of(self.storage, self.prefix, self.job, self.keyring)
+            if holder and holder.get("token") == self.token and not holder.get("untrusted"):
                 failed = self.storage.delete_many([self.key])  # and the folders it emptied (local, SFTP)
                 if failed:
                     raise BackupError(failed[0][1])
@@ -283,10 +304,11 @@ class LockSettings(object):
 class JobLocks(object):
     """Both locks of one run of one job: the host lock first, then (storage reachable) the storage lock."""
 
-    def __init__(self, settings, storage, prefix, job):
+    def __init__(self, settings, storage, prefix, job, keyring=None):
         self.settings = settings
         self.host = HostLock(settings.directory, storage, prefix, job) if settings.enabled else None
-        self.storage = StorageLock(storage, prefix, job, settings.stale_after) if settings.enabled else None
+        self.storage = (StorageLock(storage, prefix, job, settings.stale_after, keyring=keyring)
+                        if settings.enabled else None)
         self.host_held = False
         self.warnings = []
 
@@ -310,7 +332,7 @@ class JobLocks(object):
         if self.storage is None:
             return
         if check_mode:
-            holder = holder_of(self.storage.storage, self.storage.prefix, self.storage.job)
+            holder = holder_of(self.storage.storage, self.storage.prefix, self.storage.job, self.storage.keyring)
             if holder and not is_stale(holder, _utc_now()):
                 self.warnings.append("the job is locked now: %s" % describe_holder(holder))
             return

@@ -41,6 +41,16 @@ def key_in_backup(stem, key):
                for part in parts)
 
 
+def stem_identity(stem):
+    """(job, started as in a manifest) named by a backup stem's last part '<job>-<stamp>', or None."""
+    job, _sep, stamp = stem.rsplit("/", 1)[-1].rpartition("-")
+    try:
+        started = datetime.datetime.strptime(stamp, STAMP_FORMAT)
+    except ValueError:
+        return None
+    return job, iso_utc(started)
+
+
 def iso_utc(moment):
     """UTC ISO 8601 with a Z, seconds precision: what manifests carry."""
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

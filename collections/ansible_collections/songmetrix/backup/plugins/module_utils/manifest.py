@@ -4,7 +4,9 @@ import json
 import socket
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.encryption import manifest_info
+from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError
 from ansible_collections.songmetrix.backup.plugins.module_utils.layout import iso_utc
+from ansible_collections.songmetrix.backup.plugins.module_utils.signing import Keyring
 
 FORMAT_VERSION = 1
 
@@ -51,6 +53,31 @@ def encode(manifest):
 
 def decode(data):
     return json.loads(data.decode("utf-8"))
+
+
+SIGNED_KIND = "manifest"  # what the signature says this record is (signing.py)
+
+
+def signed_bytes(keyring, record):
+    """The bytes to store for a manifest: encode(record), signed when the job has a key."""
+    return keyring.encode(SIGNED_KIND, record, encode)
+
+
+def read(storage, key, keyring=None):
+    """(record, signing.Verdict) of the manifest stored at ``key`` (see check)."""
+    return check(storage.get_small(key), key, keyring)
+
+
+def check(data, key, keyring=None):
+    """(record, signing.Verdict) of a manifest's stored bytes.
+
+    BackupError when they are not one JSON object (duplicate keys included): the caller decides
+    whether an unauthenticated or invalid manifest is acceptable.
+    """
+    try:
+        return (keyring or Keyring(None)).check(SIGNED_KIND, data, encode, "manifest %s" % key)
+    except ValueError as exc:
+        raise BackupError("manifest %s is not valid JSON: %s" % (key, exc))
 
 
 METADATA_FIELDS = ("job", "engine", "database", "kind", "started", "timezone")

@@ -14,6 +14,11 @@ retention.plan() decides what the policy keeps. This module adds what a policy c
   then cannot be read is kept, with a warning); every manifest goes before its objects, so an
   interrupted prune never leaves a manifest pointing at missing data (only leftovers that
   backup_info reports as incomplete).
+
+With a signing key (signing.py) every manifest of the job is read and checked, and the rules count
+only backups the key signed: a planted backup, however new, cannot push a real one out. An unsigned
+one (planted, or from before the job had a key) is kept where the policy over the whole history
+would keep it, and deleted where it would not; one with a bad signature is kept and named.
 """
 
 import datetime
@@ -22,6 +27,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils import catalog, 
 from ansible_collections.songmetrix.backup.plugins.module_utils.attempts import read_last
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
 from ansible_collections.songmetrix.backup.plugins.module_utils.job_lock import describe_holder, holder_of, is_stale
+from ansible_collections.songmetrix.backup.plugins.module_utils.signing import INVALID, Keyring
 from ansible_collections.songmetrix.backup.plugins.module_utils.storage import opened_storage
 from ansible_collections.songmetrix.backup.plugins.module_utils.verification import manifest_problem
 
@@ -46,6 +52,7 @@ class Settings(object):
         if self.max_fraction is None or not 0 < self.max_fraction <= 1:
             raise ValidationError("max_delete_fraction must be more than 0 and at most 1, not %s" % self.max_fraction)
         self.force = bool(params.get("force"))
+        self.keyring = Keyring(params.get("signing"))
 
 
 def _intact(backup):
@@ -107,7 +114,8 @@ def _stop_reason(settings, attempt, good, now, deleting, considered, lock_holder
             False,
         )
     if good is None:
-        return "no intact backup of job %s was found; nothing is pruned" % settings.job, False
+        signed = " signed by its key %s" % settings.keyring.key_id if settings.keyring.enabled else ""
+        return "no intact backup of job %s%s was found; nothing is pruned" % (settings.job, signed), False
     if settings.max_age is not None and good.started <= retention.within_cutoff(now, settings.max_age):
         return (
             "the newest good backup of job %s (%s) is older than max_age %s; nothing is pruned until a "
@@ -143,12 +151,43 @@ def _deleted_entry(backup):
     }
 
 
+def _authenticate(settings, storage, considered, reasons, warnings, now):
+    """The backups the rules may count: with a key, those it signed. Decides the others' reasons too."""
+    keyring = settings.keyring
+    if not keyring.enabled:
+        return considered
+    catalog.load_manifests(storage, [b for b in considered if b.record is None and b.record_error is None],
+                           tolerate=True, keyring=keyring)
+    signed = [b for b in considered if b.authenticated]
+    unsigned = [b for b in considered if not b.authenticated and b.verdict is not None
+                and b.verdict.status != INVALID]
+    bad = [b for b in considered if not b.authenticated and b not in unsigned]
+    if unsigned:
+        whole = retention.plan(considered, settings.policy, settings.timezone, now=now)
+        kept = set(b.manifest_key for b, _r in whole.keep)
+        for backup in unsigned:
+            if backup.manifest_key in kept:
+                reasons[backup.manifest_key] = ["unauthenticated"]
+        warnings.append("%d backup(s) of job %s are not signed by its key %s: the rules do not count them, so they "
+                        "cannot push a signed one out (%s)" % (len(unsigned), settings.job, keyring.key_id,
+                                                             ", ".join(b.manifest_key for b in unsigned[:5])))
+    for backup in bad:
+        reasons[backup.manifest_key] = ["invalid signature"]
+        warnings.append("%s is kept: %s; check it with songmetrix.backup.verify and remove it by hand" % (
+            backup.manifest_key, backup.authentication()["problem"]))
+    return signed
+
+
 def decide(settings, storage, listing, attempt, now, lock_holder=None):
     """(keep [(backup, reasons)], delete [backup], warnings, stop reason, stop is a failure)."""
     considered = [b for b in listing.backups if settings.include_manual or b.kind != "manual"]
-    plan = retention.plan(considered, settings.policy, settings.timezone, now=now)
-    reasons = {b.manifest_key: list(r) for b, r in plan.keep}
-    present = [b for b in considered if b.started <= now]
+    warnings = []
+    reasons = {}
+    counted = _authenticate(settings, storage, considered, reasons, warnings, now)
+    plan = retention.plan(counted, settings.policy, settings.timezone, now=now)
+    for backup, why in plan.keep:
+        reasons[backup.manifest_key] = list(why)
+    present = [b for b in counted if b.started <= now]
     good = newest_good(storage, present)
     protected = [(b, "min_keep") for b in present[: settings.min_keep]]
     if good is not None:
@@ -156,7 +195,6 @@ def decide(settings, storage, listing, attempt, now, lock_holder=None):
     for backup, reason in protected:
         reasons.setdefault(backup.manifest_key, []).append(reason)
 
-    warnings = []
     future = [b for b in considered if b.started > now]
     if future:
         warnings.append(
@@ -201,9 +239,12 @@ def run_prune(params, check_mode=False, diff=False, now=None):
     with opened_storage(params["storage"]) as storage:
         storage.preflight(create=False)
         listing = catalog.list_backups(storage, settings.prefix, settings.job)
-        attempt = read_last(storage, settings.prefix, settings.job)
-        lock_holder = holder_of(storage, settings.prefix, settings.job)
+        attempt = read_last(storage, settings.prefix, settings.job, settings.keyring)
+        lock_holder = holder_of(storage, settings.prefix, settings.job, settings.keyring)
         keep, delete, warnings, stop, fails = decide(settings, storage, listing, attempt, now, lock_holder)
+        if lock_holder is not None and lock_holder.get("untrusted"):
+            warnings.append("the lock %s was ignored: %s" % (
+                storage.location(layout.lock_key(settings.prefix, settings.job)), lock_holder["untrusted"]))
         result = {
             "job": settings.job,
             "location": storage.location(folder),

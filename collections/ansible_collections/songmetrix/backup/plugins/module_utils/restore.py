@@ -5,8 +5,14 @@ checked before anything is written. A target that cannot be rolled back (Postgre
 plain format, MySQL/MariaDB) gets a verification read of the whole artifact first (verify_first),
 so a damaged backup fails before loading; SQLite files, file trees and PostgreSQL directory
 archives are written aside and become visible only once every stored byte matched.
+
+What storage says is not believed: with a signing key only a manifest signed by the job's key is
+restored; ``latest`` and ``before`` never pick a backup dated after now; a configured
+``decryption`` refuses a backup that is not encrypted (a planted plaintext one would otherwise be
+loaded without a word).
 """
 
+import datetime
 import hashlib
 import time
 
@@ -27,6 +33,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.errors import Ba
 from ansible_collections.songmetrix.backup.plugins.module_utils.integrity import mismatch, read_digest
 from ansible_collections.songmetrix.backup.plugins.module_utils.pipeline import ThreadProducer, stream
 from ansible_collections.songmetrix.backup.plugins.module_utils.restore_targets import make_target
+from ansible_collections.songmetrix.backup.plugins.module_utils.signing import Keyring
 from ansible_collections.songmetrix.backup.plugins.module_utils.storage import opened_storage
 from ansible_collections.songmetrix.backup.plugins.module_utils.verification import manifest_problem, verify_backup
 
@@ -42,38 +49,77 @@ def _check_selection(params):
         raise ValidationError("manifest_key cannot be combined with job or kind")
 
 
-def _select(storage, params, prefix, before):
+def _select(storage, params, prefix, before, keyring, warnings, now):
+    """(manifest key, record) of the backup to restore, its manifest read and checked."""
     if params.get("manifest_key"):
         key = params["manifest_key"]
         if layout.parse_manifest_key(key, prefix) is None:
             raise BackupError("%s is not a manifest key of this storage's layout (prefix %r)" % (key, prefix))
-        return key
+        return key, _read_manifest(storage, key, keyring, params, warnings)
     job = validation.job_name(params["job"])
     listing = catalog.list_backups(storage, prefix, job, params.get("kind"), until=before)
-    if not listing.backups:
+    future = [b for b in listing.backups if b.started > now]
+    if future:
+        warnings.append("%d backup(s) of job %s dated after now were not considered (check the clock of the host "
+                        "that made them, or who wrote them): %s" % (
+                            len(future), job, ", ".join(b.manifest_key for b in future[:5])))
+    candidates = [b for b in listing.backups if b.started <= now]
+    if not candidates:
         when = " started at or before %s" % layout.iso_utc(before) if before else ""
         raise BackupError("no backup of job %s%s found in %s" % (job, when, storage.location(
             layout.job_folder(prefix, job))))
-    return listing.backups[0].manifest_key
+    if not keyring.enabled or params.get("allow_unauthenticated"):
+        key = candidates[0].manifest_key
+        return key, _read_manifest(storage, key, keyring, params, warnings)
+    # With a key the newest backup the key signed, under its own name, is the latest: a planted newer one
+    # and an old signed manifest copied under a newer name (a rollback) are passed over, by name.
+    skipped = []
+    for backup in candidates:
+        catalog.load_manifests(storage, [backup], tolerate=True, keyring=keyring)
+        problem = (backup.authentication()["problem"] if not backup.authenticated
+                   else manifest_problem(backup.record, backup.manifest_key))
+        if problem is None:
+            if skipped:
+                warnings.append("passed over %d newer backup(s) of job %s that are not signed by its key %s or "
+                                "not where it signed them: %s" % (len(skipped), job, keyring.key_id,
+                                                                  "; ".join(skipped[:5])))
+            return backup.manifest_key, backup.record
+        skipped.append(problem)
+    raise BackupError("no backup of job %s is signed by its key %s; nothing was restored (%s)" % (
+        job, keyring.key_id, "; ".join(skipped[:5])))
 
 
-def _read_manifest(storage, key):
-    try:
-        record = manifest.decode(storage.get_small(key))
-    except ValueError as exc:
-        raise BackupError("manifest %s is not valid JSON: %s" % (key, exc))
+def _read_manifest(storage, key, keyring, params, warnings):
+    record, verdict = manifest.read(storage, key, keyring)
+    return _checked(record, verdict, key, params, warnings, keyring.enabled)
+
+
+def _checked(record, verdict, key, params, warnings, signed_job=True):
+    """The manifest ``record`` if it may be restored: authenticated (for a job with a key) and sound."""
+    if signed_job and not verdict.ok:
+        if not params.get("allow_unauthenticated"):
+            raise BackupError("%s; nothing was restored (allow_unauthenticated: true restores it anyway, if you "
+                              "know where it came from)" % verdict.problem, manifest_key=key)
+        warnings.append("restoring a backup that is not authenticated (allow_unauthenticated): %s" % verdict.problem)
     problem = manifest_problem(record, key)
     if problem:
         raise BackupError(problem)
     return record
 
 
-def _decryptor(record, params, key):
+def _decryptor(record, params, key, warnings):
     """The Decryptor for an encrypted backup (None for a plain one); checks the key before anything runs.
 
-    ``decryption`` given for a plain backup is ignored: a job keeps its key while older backups
-    from before it was encrypted are still restored."""
+    A plain backup where ``decryption`` is given is refused: the job encrypts its backups, so a plain one
+    was written by someone else or before encryption was turned on; ``allow_unencrypted`` says which."""
     if not record.get("encryption"):
+        if params.get("decryption") and not params.get("allow_unencrypted"):
+            raise BackupError("backup %s is not encrypted, but decryption is configured: this job's backups are "
+                              "encrypted, so this one was not written by it (or before it was encrypted; "
+                              "allow_unencrypted: true restores it anyway); nothing was restored" % key,
+                              manifest_key=key)
+        if params.get("decryption"):
+            warnings.append("backup %s is not encrypted; restored because allow_unencrypted is set" % key)
         return None
     return Decryptor(record["encryption"], params.get("decryption"), "backup %s" % key)
 
@@ -236,11 +282,13 @@ def run_restore(params, check_mode=False):
     if params.get("jobs") is not None and params["jobs"] < 1:
         raise ValidationError("jobs must be 1 or more")
     restore_scratch.check_options(params)
+    keyring = Keyring(params.get("signing"))
+    warnings = []
     with opened_storage(params["storage"]) as storage:
         storage.preflight(create=False)
-        key = _select(storage, params, prefix, before)
-        record = _read_manifest(storage, key)
-        decryptor = _decryptor(record, params, key)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        key, record = _select(storage, params, prefix, before, keyring, warnings, now)
+        decryptor = _decryptor(record, params, key, warnings)
         scratch = None
         try:
             scratch = restore_scratch.Scratch(params, record, check_mode) if params.get("scratch") else None
@@ -253,7 +301,7 @@ def run_restore(params, check_mode=False):
     result["bytes_read"] = counter["bytes_read"]
     result["sha256"] = counter["sha256"]
     result["duration_seconds"] = round(time.time() - started, 3)
-    warnings = getattr(target, "warnings", None)
+    warnings += getattr(target, "warnings", None) or []
     if warnings:
-        result["warnings"] = list(warnings)
+        result["warnings"] = warnings
     return result

@@ -235,6 +235,17 @@ LOCK_OPTIONS = dict(
 )
 
 
+# Documented in doc_fragments/signing.py.
+SIGNING_OPTIONS = dict(
+    key=dict(type="str", required=True, no_log=True),
+    verify_keys=dict(type="list", elements="str", no_log=True),
+)
+
+
+def signing_specs():
+    return dict(signing=dict(type="dict", options=SIGNING_OPTIONS))
+
+
 def lock_specs():
     return dict(lock=dict(type="dict", options=LOCK_OPTIONS))
 

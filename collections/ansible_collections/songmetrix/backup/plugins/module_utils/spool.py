@@ -4,7 +4,8 @@ Layout: <spool_dir>/songmetrix-spool/<target id>/<same keys as in the storage>, 
 is derived from the storage's identity (type, bucket or host, path; never credentials), so a
 spooled backup only ever goes to the storage it was meant for. target.json beside the keys says
 which storage that is. A spooled backup is removed only after its stored copy was read back and
-its SHA-256 matched the manifest.
+its SHA-256 matched the manifest. The spool is a folder on disk that other local users may reach, so
+a job with a signing key uploads only spooled backups whose manifest is signed with one of its keys.
 """
 
 import hashlib
@@ -13,6 +14,7 @@ import os
 
 from ansible_collections.songmetrix.backup.plugins.module_utils import layout, manifest
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError
+from ansible_collections.songmetrix.backup.plugins.module_utils.signing import Keyring
 from ansible_collections.songmetrix.backup.plugins.module_utils.integrity import (
     artifact_problem,
     copy_object,
@@ -26,8 +28,9 @@ SPOOL_FOLDER = "songmetrix-spool"
 
 
 class Spool(object):
-    def __init__(self, spool_dir, target):
+    def __init__(self, spool_dir, target, keyring=None):
         self.target = target
+        self.keyring = keyring or Keyring(None)
         self.target_id = hashlib.sha256(identity(target).encode("utf-8")).hexdigest()[:16]
         self.root = os.path.join(spool_dir, SPOOL_FOLDER, self.target_id)
         self.storage = LocalStorage(self.root)
@@ -65,7 +68,9 @@ class Spool(object):
 
     def _drain_one(self, manifest_key):
         data = self.storage.get_small(manifest_key)
-        record = manifest.decode(data)
+        record, verdict = manifest.check(data, manifest_key, self.keyring)
+        if self.keyring.enabled and not verdict.ok:
+            raise BackupError("spooled backup not uploaded: %s" % verdict.problem)
         artifact = record.get("artifact") or ""
         if not artifact.startswith(manifest_key[: -len(layout.MANIFEST_SUFFIX)] + "."):
             raise BackupError("spooled manifest %s names artifact %r outside its own stem" % (manifest_key, artifact))

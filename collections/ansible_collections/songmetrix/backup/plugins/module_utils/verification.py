@@ -28,6 +28,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.pipeline import 
 )
 from ansible_collections.songmetrix.backup.plugins.module_utils.pg_client import pg_restore_for
 from ansible_collections.songmetrix.backup.plugins.module_utils.procs import find_tool
+from ansible_collections.songmetrix.backup.plugins.module_utils.signing import INVALID, Keyring
 from ansible_collections.songmetrix.backup.plugins.module_utils.storage import opened_storage
 
 REQUIRED_FIELDS = ("format_version", "job", "artifact", "sha256", "stored_size", "compression")
@@ -46,6 +47,11 @@ def manifest_problem(record, manifest_key):
     if missing:
         return "manifest %s lacks %s" % (manifest_key, ", ".join(missing))
     stem = manifest_key[: -len(layout.MANIFEST_SUFFIX)]
+    named = layout.stem_identity(stem)
+    if named is not None and (record.get("job"), record.get("started")) != named:
+        # A manifest is bound to its key: copied under another job or date, it does not say what it is.
+        return "manifest %s says job %r started %r, but its key says job %r started %r" % (
+            manifest_key, record.get("job"), record.get("started"), named[0], named[1])
     for key in manifest.object_keys(record):
         # A manifest may only point at objects of its own backup: never at another path or folder.
         if not layout.key_in_backup(stem, key):
@@ -178,23 +184,28 @@ def _selected_manifest_keys(storage, params, prefix):
     return [backup.manifest_key for backup in backups]
 
 
-def _verify_key(storage, key, deep, decryption):
+def _verify_key(storage, key, deep, decryption, keyring):
     try:
-        record = manifest.decode(storage.get_small(key))
-    except ValueError as exc:
-        return {"manifest_key": key, "ok": False, "problem": "manifest %s is not valid JSON: %s" % (key, exc),
-                "checked_bytes": 0, "deep": deep}
+        record, verdict = manifest.read(storage, key, keyring)
     except BackupError as exc:
-        return {"manifest_key": key, "ok": False, "problem": "manifest %s: %s" % (key, exc),
-                "checked_bytes": 0, "deep": deep}
-    if not (deep and isinstance(record, dict) and record.get("encryption")):
-        return verify_backup(storage, key, record, deep)
-    # A missing or unusable key is the caller's mistake, not a bad backup: it fails the task.
-    decryptor = Decryptor(record["encryption"], decryption, "backup %s" % key)
-    try:
-        return verify_backup(storage, key, record, deep, decryptor)
-    finally:
-        decryptor.close()
+        problem = str(exc) if str(exc).startswith("manifest ") else "manifest %s: %s" % (key, exc)
+        return {"manifest_key": key, "ok": False, "problem": problem, "checked_bytes": 0, "deep": deep,
+                "authentication": {"status": INVALID, "key_id": None, "problem": problem}}
+    if keyring.enabled and not verdict.ok:
+        # Not this job's backup as far as anyone can tell: its bytes prove nothing, so none are read.
+        return {"manifest_key": key, "ok": False, "problem": verdict.problem, "checked_bytes": 0, "deep": deep,
+                "authentication": verdict.as_dict()}
+    if not (deep and record.get("encryption")):
+        result = verify_backup(storage, key, record, deep)
+    else:
+        # A missing or unusable key is the caller's mistake, not a bad backup: it fails the task.
+        decryptor = Decryptor(record["encryption"], decryption, "backup %s" % key)
+        try:
+            result = verify_backup(storage, key, record, deep, decryptor)
+        finally:
+            decryptor.close()
+    result["authentication"] = verdict.as_dict()
+    return result
 
 
 def run_verify(params, check_mode=False):
@@ -202,10 +213,11 @@ def run_verify(params, check_mode=False):
     prefix = validation.storage_prefix(params["storage"].get("prefix"))
     if params.get("limit") is not None and params["limit"] < 1:
         raise BackupError("limit must be 1 or more (the number of newest backups to verify)")
+    keyring = Keyring(params.get("signing"))
     with opened_storage(params["storage"]) as storage:
         storage.preflight(create=False)
         keys = _selected_manifest_keys(storage, params, prefix)
-        results = [_verify_key(storage, key, params.get("deep"), params.get("decryption")) for key in keys]
+        results = [_verify_key(storage, key, params.get("deep"), params.get("decryption"), keyring) for key in keys]
     failed = [r for r in results if not r["ok"]]
     outcome = {"changed": False, "backups": results, "verified": len(results) - len(failed), "bad": len(failed)}
     if failed:

@@ -17,6 +17,7 @@ author:
   - songmetrix engineering (@songmetrix)
 extends_documentation_fragment:
   - songmetrix.backup.storage
+  - songmetrix.backup.signing
 options:
   job:
     description: Only this job's backups.
@@ -134,6 +135,14 @@ backups:
       description: The manifest, with O(details).
       type: dict
       returned: when details is true
+    authentication:
+      description:
+        - Without O(signing) and O(details) the manifest is not read, and this says C(unauthenticated).
+        - How the manifest's signature checked out. C(status) is C(authenticated) (signed by a key of
+          O(signing)), C(unauthenticated) (not signed, or no O(signing) to check it with) or C(invalid)
+          (a bad signature, an unknown key, bytes changed, an unreadable manifest); C(key_id) names the key
+          it is signed with, C(problem) says what is wrong.
+      type: dict
 latest:
   description: The newest selected backup (the first of RV(backups)), or null.
   returned: always
@@ -155,6 +164,13 @@ incomplete:
   returned: always
   type: list
   elements: str
+unauthenticated:
+  description:
+    - With O(signing), the manifest keys of the returned backups its keys did not sign (also named in a
+      warning).
+  returned: when O(signing) is given
+  type: list
+  elements: str
 location:
   description: Where the listing looked.
   returned: always
@@ -167,7 +183,10 @@ last_attempt:
   type: dict
   contains:
     status:
-      description: C(ok) or C(failed) (C(unreadable) when the record is not valid JSON).
+      description:
+        - C(ok) or C(failed) (C(unreadable) when the record is not valid JSON).
+        - With O(signing), C(unauthenticated) or C(invalid) when the key did not sign the record; what it
+          said is in C(claimed_status), why in C(error).
       type: str
     started:
       description: UTC start time of the attempt, ISO 8601.
@@ -195,7 +214,7 @@ last_attempt:
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.catalog import run_backup_info
 from ansible_collections.songmetrix.backup.plugins.module_utils.module_base import BackupModule
-from ansible_collections.songmetrix.backup.plugins.module_utils.specs import storage_spec
+from ansible_collections.songmetrix.backup.plugins.module_utils.specs import signing_specs, storage_spec
 
 
 def main():
@@ -210,6 +229,7 @@ def main():
             details=dict(type="bool", default=False),
             last_attempt=dict(type="bool", default=False),
             storage=storage_spec(),
+            **signing_specs()
         ),
         mutually_exclusive=[("latest", "limit")],
         supports_check_mode=True,

@@ -24,6 +24,7 @@ extends_documentation_fragment:
   - songmetrix.backup.encryption
   - songmetrix.backup.compression
   - songmetrix.backup.lock
+  - songmetrix.backup.signing
 options:
   job:
     description:
@@ -423,6 +424,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.specs import (
     lock_specs,
     source_spec,
     storage_spec,
+    signing_specs,
 )
 
 
@@ -439,6 +441,7 @@ def main():
     argument_spec.update(compression_specs())
     argument_spec.update(encryption_specs())
     argument_spec.update(lock_specs())
+    argument_spec.update(signing_specs())
     module = BackupModule(argument_spec=argument_spec, supports_check_mode=True)
     module.run(lambda m: run_dump(m.params, check_mode=m.check_mode))
 

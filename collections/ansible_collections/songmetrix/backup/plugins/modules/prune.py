@@ -32,6 +32,7 @@ author:
   - songmetrix engineering (@songmetrix)
 extends_documentation_fragment:
   - songmetrix.backup.storage
+  - songmetrix.backup.signing
 options:
   job:
     description: The job whose backups are pruned. Backups are grouped by job, never by host or path.
@@ -224,7 +225,7 @@ location:
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.module_base import BackupModule
 from ansible_collections.songmetrix.backup.plugins.module_utils.prune import run_prune
-from ansible_collections.songmetrix.backup.plugins.module_utils.specs import retention_spec, storage_spec
+from ansible_collections.songmetrix.backup.plugins.module_utils.specs import retention_spec, signing_specs, storage_spec
 
 
 def main():
@@ -239,6 +240,7 @@ def main():
             max_delete_fraction=dict(type="float", default=0.5),
             force=dict(type="bool", default=False),
             storage=storage_spec(),
+            **signing_specs()
         ),
         supports_check_mode=True,
     )

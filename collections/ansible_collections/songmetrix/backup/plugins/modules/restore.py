@@ -42,13 +42,31 @@ description:
   - A size or SHA-256 mismatch always fails the task.
   - Secrets are passed to the client tools through the environment (PostgreSQL; C(SQLCMDPASSWORD) for
     SQL Server) or an inherited pipe read as an option file (MySQL/MariaDB), never on the command line.
-  - Encrypted backups are not supported yet.
+  - Encrypted backups (see M(songmetrix.backup.dump)'s O(songmetrix.backup.dump#module:encryption)) are
+    decrypted with O(decryption). With O(decryption) given, a backup that is not encrypted is refused
+    (unless O(allow_unencrypted)): this job encrypts, so a plain backup was not written by it.
+  - With O(signing), only a backup whose manifest the job's key signed is restored.
+    O(latest) and O(before) never pick a backup dated after now (a planted backup dated 2030, a host
+    with a wrong clock); such backups are named in a warning.
 author:
   - songmetrix engineering (@songmetrix)
 extends_documentation_fragment:
   - songmetrix.backup.storage
   - songmetrix.backup.encryption.DECRYPTION
+  - songmetrix.backup.signing
 options:
+  allow_unauthenticated:
+    description:
+      - With O(signing), restore a backup whose manifest the key did not sign (from before the job had a
+        key, or a planted one: know which), with a warning. For a person at a keyboard, never a schedule.
+    type: bool
+    default: false
+  allow_unencrypted:
+    description:
+      - With O(decryption), restore a backup that is not encrypted (from before the job encrypted its
+        backups), with a warning.
+    type: bool
+    default: false
   manifest_key:
     description: Restore this backup, given by the storage key of its manifest.
     type: str
@@ -56,7 +74,9 @@ options:
     description: The job whose backup is restored, with O(latest) or O(before).
     type: str
   latest:
-    description: Restore the newest backup of O(job).
+    description:
+      - Restore the newest backup of O(job), leaving out backups dated after now and, with O(signing), those
+        its key did not sign (both named in a warning).
     type: bool
     default: false
   before:
@@ -572,6 +592,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.module_base impo
 from ansible_collections.songmetrix.backup.plugins.module_utils.restore import run_restore
 from ansible_collections.songmetrix.backup.plugins.module_utils.specs import (
     DECRYPTION_OPTIONS,
+    signing_specs,
     storage_spec,
     target_spec,
 )
@@ -600,7 +621,10 @@ def main():
             assertions=dict(type="list", elements="str"),
             keep_scratch=dict(type="bool", default=False),
             decryption=dict(type="dict", options=DECRYPTION_OPTIONS),
+            allow_unencrypted=dict(type="bool", default=False),
+            allow_unauthenticated=dict(type="bool", default=False),
             storage=storage_spec(),
+            **signing_specs()
         ),
         required_one_of=[("manifest_key", "job")],
         mutually_exclusive=[("manifest_key", "job")],

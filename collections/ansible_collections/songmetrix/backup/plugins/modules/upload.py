@@ -22,6 +22,7 @@ extends_documentation_fragment:
   - songmetrix.backup.encryption
   - songmetrix.backup.compression
   - songmetrix.backup.lock
+  - songmetrix.backup.signing
 options:
   job:
     description:
@@ -161,6 +162,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.specs import (
     encryption_specs,
     lock_specs,
     storage_spec,
+    signing_specs,
 )
 
 
@@ -179,6 +181,7 @@ def main():
     argument_spec.update(compression_specs())
     argument_spec.update(encryption_specs())
     argument_spec.update(lock_specs())
+    argument_spec.update(signing_specs())
     module = BackupModule(
         argument_spec=argument_spec,
         required_one_of=[("src", "spool_dir")],

@@ -20,6 +20,7 @@ author:
 extends_documentation_fragment:
   - songmetrix.backup.storage
   - songmetrix.backup.encryption.DECRYPTION
+  - songmetrix.backup.signing
 options:
   job:
     description: The job whose backups are verified. Required unless O(manifest_key) is given.
@@ -97,6 +98,13 @@ backups:
     deep:
       description: Whether the deep check ran.
       type: bool
+    authentication:
+      description:
+        - How the manifest's signature checked out. C(status) is C(authenticated) (signed by a key of
+          O(signing)), C(unauthenticated) (not signed, or no O(signing) to check it with) or C(invalid)
+          (a bad signature, an unknown key, bytes changed, an unreadable manifest); C(key_id) names the key
+          it is signed with, C(problem) says what is wrong.
+      type: dict
 verified:
   description: Number of backups that passed.
   returned: always
@@ -108,7 +116,11 @@ bad:
 """
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.module_base import BackupModule
-from ansible_collections.songmetrix.backup.plugins.module_utils.specs import DECRYPTION_OPTIONS, storage_spec
+from ansible_collections.songmetrix.backup.plugins.module_utils.specs import (
+    DECRYPTION_OPTIONS,
+    signing_specs,
+    storage_spec,
+)
 from ansible_collections.songmetrix.backup.plugins.module_utils.verification import run_verify
 
 
@@ -122,6 +134,7 @@ def main():
             deep=dict(type="bool", default=False),
             decryption=dict(type="dict", options=DECRYPTION_OPTIONS),
             storage=storage_spec(),
+            **signing_specs()
         ),
         required_one_of=[("job", "manifest_key")],
         mutually_exclusive=[("manifest_key", "job"), ("manifest_key", "limit")],

@@ -44,7 +44,8 @@ def test_record_is_returned_and_not_a_backup(store):
               "finished": "2026-11-23T03:00:02Z", "manifest_key": None, "error": "boom", "host": "h"}
     local.put_small("db/last-attempt.json", json.dumps(record).encode())
     result = catalog.run_backup_info(_params(path, last_attempt=True))
-    assert result["last_attempt"] == record
+    unsigned = {"status": "unauthenticated", "key_id": None, "problem": None}
+    assert result["last_attempt"] == dict(record, authentication=unsigned)
     assert result["count"] == 1 and result["incomplete"] == []
 
 
