@@ -286,16 +286,21 @@ def test_docs_decrypt_gpg_symmetric_and_public_key(run_module, tmp_path, gpg_key
         assert sqlite_dump(target) == sqlite_dump(db)
 
 
-def test_a_job_key_given_for_an_unencrypted_backup_is_ignored(run_module, tmp_path, age_key):
-    """A job that turned encryption on keeps restoring the plain backups it made before."""
+def test_a_job_key_given_for_an_unencrypted_backup_refuses_it_unless_allowed(run_module, tmp_path, age_key):
+    """A plaintext backup where the job decrypts was not written by the job (issue 17: a planted
+    `encryption: null`), or before encryption was turned on: allow_unencrypted says which."""
     _, identity, _ = age_key
     db, store, _ = sqlite_backup(run_module, tmp_path, None)
     target = tmp_path / "restored.sqlite3"
-    res = run_module("restore", dict(job="app-db", latest=True, storage=dict(path=store, prefix="prod"),
-                                     target=dict(engine="sqlite", path=str(target)),
-                                     decryption=dict(identity=identity)))
+    args = dict(job="app-db", latest=True, storage=dict(path=store, prefix="prod"),
+                target=dict(engine="sqlite", path=str(target)), decryption=dict(identity=identity))
+    res = run_module("restore", args)
+    assert res.failed and "is not encrypted, but decryption is configured" in res.msg, res.describe()
+    assert not target.exists()
+    res = run_module("restore", dict(args, allow_unencrypted=True))
     assert res.rc == 0, res.describe()
     assert sqlite_dump(target) == sqlite_dump(db)
+    assert any("not encrypted" in w for w in res.warnings)
 
 
 def test_upload_encrypts_and_splits_an_existing_file(run_module, tmp_path, age_key):

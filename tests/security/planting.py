@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -70,3 +71,8 @@ def plant_backup(storage_root, job, payload: bytes, engine="postgresql", fmt="pl
     manifest_path = root / key
     manifest_path.write_bytes(encode(record))
     return Planted(key, record, artifact_path, manifest_path)
+
+
+def next_second():
+    """Backups of a job are named by the second they start: the next run of the job starts in a new one."""
+    time.sleep(1.01 - time.time() % 1)

@@ -37,6 +37,7 @@ from tests.integration.mongodb_fakes import MONGODUMP, MONGORESTORE, PASSWORD_IN
 from tests.integration.mongodb_fakes import PASSWORD as MONGO_PASSWORD
 from tests.integration.mssql_support import PASSWORD, SERVER_DIR, FakeSqlcmd, mssql_source
 from tests.modrun import run_module as run_module_now
+from tests.security.planting import next_second
 
 from ansible_collections.songmetrix.backup.plugins.module_utils import layout
 from ansible_collections.songmetrix.backup.plugins.module_utils.storage import opened_storage
@@ -427,11 +428,6 @@ def test_a_uri_password_with_unencoded_separators_never_shows_as_the_host(run_mo
 
 
 # -- Secrets
-
-
-def next_second():
-    """Backups of a job are named by the second they start: the next run of the job starts in a new one."""
-    time.sleep(1.01 - time.time() % 1)
 
 
 def stored_text(storage, key):
