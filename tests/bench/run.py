@@ -15,8 +15,11 @@ What it does, in one run (nothing is cached between runs):
    (b) pg_dump | gzip -6 > file                          the common path (a real pipe, both exits checked)
    (c) the dump module as ONE process with its JSON args  the way Ansible runs it on a target
        (python -m ansible_collections.songmetrix.backup.plugins.modules.dump ARGS.json)
+   (c') the same with a signing key (`signing`), interleaved with (c)
    (d) the same through ansible-playbook (localhost, connection local), for the record
    and (c) once more against the small database, to show the module's memory does not grow;
+   the cost of signing itself is also timed in this process (Keyring.encode of (c)'s manifest, 1,000
+   times) and set against (c)'s wall time: the target is under 1% (issue 17);
 4. prints a table with the targets of issue 2 (PASS/MISS) and writes the same figures to
    tests/bench/output/latest.json. Exit 0 unless something failed to run: it is a measurement.
 
@@ -64,7 +67,9 @@ TARGETS = {
     "c_over_a": 1.25,
     "c_over_b": 0.35,
     "module_peak_rss_mb": 100.0,
+    "signing_share": 0.01,
 }
+SIGNING_KEY = "bench-signing-key-" + "0" * 32
 
 # A small vocabulary: text that compresses like prose/log lines, not like random bytes.
 WORDS = (
@@ -559,7 +564,7 @@ class Runner:
             },
         )
 
-    def _module_args(self, db, storage, spool):
+    def _module_args(self, db, storage, spool, extra=None):
         p = self.pg.conn_params()
         args = {
             "job": f"bench-{db}",
@@ -575,15 +580,16 @@ class Runner:
             "spool_dir": str(spool),
         }
         args.update(self.args.module_extra)
+        args.update(extra or {})
         return args
 
     # (c)
-    def module(self, db, watch=True):
+    def module(self, db, watch=True, extra=None):
         run_dir = self._fresh_dir("module")
         storage, spool = run_dir / "storage", run_dir / "spool"
         storage.mkdir()
         spool.mkdir()
-        args = self._module_args(db, storage, spool)
+        args = self._module_args(db, storage, spool, extra)
         args.update({"_ansible_check_mode": False, "_ansible_diff": False, "_ansible_verbosity": 0})
         args_file = run_dir / "args.json"
         args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
@@ -639,6 +645,7 @@ class Runner:
         tolerance = max(64 * MB, man["stored_size"] // 10)
         res = {
             "wall": wall,
+            "manifest": man,
             "module_duration_seconds": man.get("duration_seconds"),
             "cpu": ru.ru_utime + ru.ru_stime,  # module + the children it reaped (pg_dump, zstd)
             "raw_size": man["raw_size"],
@@ -777,6 +784,19 @@ def parse_args(argv=None):
     return args
 
 
+def time_signing(manifest: dict, rounds: int = 1000) -> float:
+    """Seconds one signature of ``manifest`` costs: what a signed dump adds to an unsigned one."""
+    sys.path.insert(0, str(REPO_ROOT / "collections"))
+    from ansible_collections.songmetrix.backup.plugins.module_utils import manifest as manifests
+    from ansible_collections.songmetrix.backup.plugins.module_utils.signing import Keyring
+
+    keyring = Keyring({"key": SIGNING_KEY})
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        manifests.signed_bytes(keyring, manifest)
+    return (time.perf_counter() - t0) / rounds
+
+
 def fmt_mb(n):
     return "-" if n is None else f"{n / MB:,.1f} MB"
 
@@ -834,7 +854,7 @@ def main(argv=None) -> int:
             log("bench: warm-up dumps (unmeasured)")
             runner.bare_dump("bench_big")
             runner.bare_dump("bench_small")
-            runs = {"a": [], "b": [], "c": [], "c_small": []}
+            runs = {"a": [], "b": [], "c": [], "c_signed": [], "c_small": []}
             report["load_before"] = [round(x, 2) for x in os.getloadavg()]
             for i in range(args.repeat):
                 log(f"bench: round {i + 1}/{args.repeat}")
@@ -847,6 +867,9 @@ def main(argv=None) -> int:
                 r = runner.module("bench_big")
                 runs["c"].append(r)
                 log(f"  (c) dump module, one process      {r['wall']:7.2f}s")
+                r = runner.module("bench_big", watch=False, extra={"signing": {"key": SIGNING_KEY}})
+                runs["c_signed"].append(r)
+                log(f"  (c') dump module, signed           {r['wall']:7.2f}s")
             r = runner.module("bench_small")
             runs["c_small"].append(r)
             log(f"  (c) dump module, small database   {r['wall']:7.2f}s")
@@ -862,6 +885,9 @@ def main(argv=None) -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     a, b, c, cs = best(runs["a"]), best(runs["b"]), best(runs["c"]), runs["c_small"][0]
+    cz = best(runs["c_signed"])
+    signing_seconds = time_signing(cz["manifest"])
+    signing_share = signing_seconds / c["wall"]
     d = runs.get("d", [None])[0]
     c_a, c_b = c["wall"] / a["wall"], c["wall"] / b["wall"]
     med = {k: statistics.median(r["wall"] for r in runs[k]) for k in "abc"}
@@ -880,10 +906,13 @@ def main(argv=None) -> int:
             module_rss <= cs["module_hwm_mb"] * 1.2 + 5,
         ),
         "no dump-sized temporary file": (temp_ok, temp_ok),
+        "signing < 1% of (c)": (f"{signing_share:.2e}", signing_share < TARGETS["signing_share"]),
     }
     report.update(
         runs=runs,
-        best={"a": a, "b": b, "c": c, "c_small": cs, "d": d},
+        best={"a": a, "b": b, "c": c, "c_signed": cz, "c_small": cs, "d": d},
+        signing={"seconds_per_manifest": signing_seconds, "share_of_c": signing_share,
+                 "signed_over_unsigned_wall": cz["wall"] / c["wall"]},
         ratios={
             "c_over_a": c_a,
             "c_over_b": c_b,
@@ -910,6 +939,7 @@ def main(argv=None) -> int:
         row("(a) pg_dump -Fc -Z0 > /dev/null", a),
         row("(b) pg_dump | gzip -6 > file", b),
         row("(c) module, one process", c),
+        row("(c') module, signed manifest", cz),
         row("(c) module, small database", cs),
     ]
     if d:
@@ -927,6 +957,8 @@ def main(argv=None) -> int:
         f"zstd ratio {c['raw_size'] / c['stored_size']:.2f}x, gzip -6 (plain format) {fmt_mb(b['stored_size'])}",
         f"module's own time (manifest duration_seconds): "
         f"{c['module_duration_seconds']}s",
+        f"signing: {signing_seconds * 1e6:.1f} us per manifest (Keyring.encode, HMAC-SHA256, in this process), "
+        f"{signing_share:.2e} of (c); (c')/(c) wall {cz['wall'] / c['wall']:.3f} (noise of one dump to the next)",
         "",
         "memory (MB)                                   big db   small db",
         f"  module python process, peak RSS (VmHWM)   {c['module_hwm_mb']:8.1f} {cs['module_hwm_mb']:10.1f}",
