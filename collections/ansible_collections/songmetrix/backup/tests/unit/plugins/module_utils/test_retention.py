@@ -395,3 +395,17 @@ def test_restics_policies_the_planner_does_not_take():
     compared = {field for case in SUPPORTED for field in case["policy"]}
     assert compared == set(RESTIC_FIELDS)
     assert any(-1 in case["policy"].values() for case in SUPPORTED)
+
+
+def test_every_rule_is_a_prune_option_documented_with_its_type():
+    import yaml
+
+    from ansible_collections.songmetrix.backup.plugins.module_utils.specs import RETENTION_OPTIONS
+    from ansible_collections.songmetrix.backup.plugins.modules import prune
+
+    specs = {key: spec["type"] for key, spec in RETENTION_OPTIONS.items()}
+    assert specs == {key: "str" if "within" in key else "int" for key in retention.POLICY_KEYS}
+    documented = yaml.safe_load(prune.DOCUMENTATION)["options"]["retention"]["suboptions"]
+    assert {key: option["type"] for key, option in documented.items()} == specs
+    assert {"keep_within_hourly", "keep_within_daily", "keep_within_weekly", "keep_within_monthly",
+            "keep_within_yearly"} <= set(specs)
