@@ -1,6 +1,7 @@
 """Argument specs shared by the modules; documented once in doc_fragments/{source,storage,compression}.py."""
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.compression import ALGORITHMS
+from ansible_collections.songmetrix.backup.plugins.module_utils.retention import POLICY_KEYS
 from ansible_collections.songmetrix.backup.plugins.module_utils.sources import ENGINES
 
 SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
@@ -197,15 +198,8 @@ def compression_specs():
     )
 
 
-RETENTION_OPTIONS = dict(
-    keep_last=dict(type="int"),
-    keep_hourly=dict(type="int"),
-    keep_daily=dict(type="int"),
-    keep_weekly=dict(type="int"),
-    keep_monthly=dict(type="int"),
-    keep_yearly=dict(type="int"),
-    keep_within=dict(type="str"),
-)
+# The planner's rules: counts (keep_last .. keep_yearly) are numbers, keep_within* durations.
+RETENTION_OPTIONS = {key: dict(type="str" if key.startswith("keep_within") else "int") for key in POLICY_KEYS}
 
 
 def retention_spec():

@@ -10,12 +10,14 @@ description:
   - Lists the backups (manifests) of one job, decides with O(retention) which to keep, and deletes
     the others. Each manifest goes first, then the objects it names, so an interrupted prune never
     leaves a manifest that points at missing data.
-  - "The rules follow restic's C(forget): O(retention.keep_last) keeps the newest backups;
-    O(retention.keep_hourly) to O(retention.keep_yearly) keep the newest backup of each of the N most
-    recent hours, days, ISO weeks (Monday to Sunday), months or years that have backups, counted in
-    O(timezone); when a rule finds fewer periods than N, it keeps the oldest backup too;
-    O(retention.keep_within) keeps every backup younger than a duration counted back from the newest
-    backup. Rules add up: a backup kept by any rule is kept, and each kept backup lists its reasons."
+  - "The rules are restic's C(forget) rules, with restic's arithmetic: O(retention.keep_last) keeps the
+    newest backups; O(retention.keep_hourly) to O(retention.keep_yearly) keep the newest backup of each
+    of the N most recent hours, days, ISO weeks (Monday to Sunday), months or years that have backups,
+    counted in O(timezone); a rule that has counts left when it reaches the oldest backup keeps that
+    one too (V(-1) always has); O(retention.keep_within) keeps every backup made within a duration
+    counted back from the newest backup; O(retention.keep_within_hourly) to
+    O(retention.keep_within_yearly) keep the newest backup of each period within such a duration.
+    Rules add up: a backup kept by any rule is kept, and each kept backup lists its reasons."
   - Whatever the policy says, the newest good backup (its manifest reads and its artifact is stored
     with the recorded size) and the O(min_keep) newest backups are kept.
   - Nothing is deleted while the job's latest backup attempt has not succeeded (the dump and upload
@@ -65,8 +67,29 @@ options:
         type: int
       keep_within:
         description:
-          - Keep every backup younger than this, counted back from the newest backup (not from now).
-          - A duration of years, months, weeks, days and hours, such as V(36h), V(10d), V(2w), V(6m), V(1y6m).
+          - Keep every backup made after the newest backup (not now) minus this duration.
+          - "A duration is whole numbers with units V(y) (years), V(m) (months), V(w) (weeks), V(d) (days)
+            and V(h) (hours), in any order and each at most once, such as V(36h), V(10d), V(2w), V(6m),
+            V(1y6m) or V(1d1m). As in restic, years, months and days go back on the calendar in O(timezone)
+            (1 month before 31 March is 3 March: the missing days of February roll forward), hours as
+            elapsed time. V(0d) sets no rule."
+        type: str
+      keep_within_hourly:
+        description:
+          - Keep the newest backup of each hour that has backups within this duration (see
+            O(retention.keep_within)), however many hours that is; the oldest backup too when it is within.
+        type: str
+      keep_within_daily:
+        description: Keep the newest backup of each day within this duration (see O(retention.keep_within_hourly)).
+        type: str
+      keep_within_weekly:
+        description: Keep the newest backup of each ISO week within this duration (see O(retention.keep_within_hourly)).
+        type: str
+      keep_within_monthly:
+        description: Keep the newest backup of each month within this duration (see O(retention.keep_within_hourly)).
+        type: str
+      keep_within_yearly:
+        description: Keep the newest backup of each year within this duration (see O(retention.keep_within_hourly)).
         type: str
   timezone:
     description: IANA time zone in which days, weeks, months and years are counted.
@@ -134,6 +157,17 @@ EXAMPLES = r"""
       path: /srv/backups
   check_mode: true
   register: plan
+
+- name: Every backup of the last 2 days, one a day for 3 months, one a month for 2 years
+  songmetrix.backup.prune:
+    job: billing-db
+    retention:
+      keep_within: 2d
+      keep_within_daily: 3m
+      keep_within_monthly: 2y
+    timezone: Europe/Berlin
+    storage:
+      path: /srv/backups
 """
 
 RETURN = r"""
@@ -156,6 +190,7 @@ kept:
     reasons:
       description:
         - Why it is kept, among C(last), C(hourly), C(daily), C(weekly), C(monthly), C(yearly), C(within),
+          C(within_hourly), C(within_daily), C(within_weekly), C(within_monthly), C(within_yearly),
           C(<rule> (oldest)), C(future), C(min_keep), C(newest good) and C(manual).
       type: list
       elements: str
