@@ -18,6 +18,7 @@ from aiosmtpd.smtp import AuthResult
 
 from tests.servers import free_port
 from tests.smtp_server import smtp_server
+from tests.tls_certs import make_certificates
 from tests.modrun import ansible_playbook
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,7 +28,7 @@ CALLBACK = "songmetrix.backup.email_report"
 pytestmark = pytest.mark.slow
 
 
-def write_run(tmp_path, jobs, direct_no_log_task=False, fail_on_error=False):
+def write_run(tmp_path, jobs, direct_no_log_task=False, fail_on_error=False, play_vars=None):
     """Inventory and playbook under tmp_path; returns (inventory, playbook)."""
     data = tmp_path / "data" / "files"
     (data / "sub").mkdir(parents=True)
@@ -45,6 +46,7 @@ def write_run(tmp_path, jobs, direct_no_log_task=False, fail_on_error=False):
             # Each host its own storage: both hosts back up the same jobs in the same second.
             "storage": {"type": "local", "path": str(tmp_path / "backups") + "/{{ inventory_hostname }}"},
             "songmetrix_backup_jobs": jobs,
+            **(play_vars or {}),
         },
         "roles": ["backup_run"],
     }]
@@ -77,13 +79,14 @@ def files_job(name, path):
     return {"name": name, "source": {"engine": "files", "path": str(path)}, "storage": "{{ storage }}"}
 
 
-def run(tmp_path, inventory, playbook, **options):
+def run(tmp_path, inventory, playbook, ansible_config=None, **options):
+    """ansible-playbook with the callback enabled and ``options`` as SONGMETRIX_BACKUP_EMAIL_* variables."""
     env = dict(os.environ)
     for key in list(env):
         if key.startswith("SONGMETRIX_BACKUP_EMAIL_"):
             del env[key]
     env.update(
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_CONFIG=str(ansible_config or REPO / "ansible.cfg"),
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_HOME=str(tmp_path / "ansible-home"),
         ANSIBLE_CALLBACKS_ENABLED=CALLBACK,
@@ -162,6 +165,48 @@ def test_one_mail_failures_first_no_secret(smtp, tmp_path):
     assert page.index("Host: db-a") < page.index("Host: db-b")
 
 
+def test_header_values_connection_strings_and_their_secret_fields_are_masked(smtp, tmp_path):
+    """Issue 17: webhook header values (X-Signature, Authorization), a Supabase connection_string and the
+    key=value secrets of connection strings (AccountKey=, SharedAccessSignature's sig=, Password=, pwd=) that
+    show up in a job's error text, which the module that failed could not know, never reach the mail."""
+    controller, box = smtp
+    closed = free_port()
+    cores = {name: "%s-%s" % (name, os.urandom(6).hex()) for name in (
+        "xsignature", "bearer", "connstring", "accountkey", "sassig", "password", "pwd")}
+    connection_string = "postgresql://postgres.%s@127.0.0.1:%d/postgres" % (cores["connstring"], closed)
+    leaked_text = ("X-Signature: {xsignature} Authorization: Bearer {bearer} {cs} "
+                   "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={accountkey};EndpointSuffix=x "
+                   "SharedAccessSignature=sv=2022&sig={sassig} Server=db;Password={password};UID=sa pwd={pwd}"
+                   ).format(cs=connection_string, **cores)
+    notify = {"webhooks": [{
+        "type": "json", "url": "http://127.0.0.1:%d/hook" % closed, "events": ["failure"],
+        "headers": {"X-Signature": cores["xsignature"], "Authorization": "Bearer " + cores["bearer"]}}]}
+    jobs = [
+        # A job whose error text repeats what other tasks were given (its database name is the easy way).
+        {"name": "pg-leaky", "source": {"engine": "postgresql", "host": "127.0.0.1", "port": closed,
+                                        "database": leaked_text, "connect_timeout": 2}, "storage": "{{ storage }}"},
+        {"name": "supabase-down", "source": {"engine": "supabase", "supabase": {
+            "connection_string": connection_string}}, "storage": "{{ storage }}"},
+    ]
+    inventory, playbook = write_run(tmp_path, jobs, play_vars={"songmetrix_backup_notify": notify})
+    proc = run(tmp_path, inventory, playbook, smtp_host="127.0.0.1", smtp_port=controller.port,
+               to="ops@example.com", timeout=10)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    (envelope,) = box.envelopes
+    (message,) = box.messages()
+    assert message["Subject"] == "[backup] FAILED 4/4 jobs"
+    raw = (envelope.original_content or envelope.content).decode("utf-8", "replace")
+    texts = list(parts(message).values()) + [raw]
+    for text in texts:
+        assert [name for name, core in cores.items() if core in text] == [], text
+    plain = parts(message)["text/plain"]
+    assert "cannot connect to PostgreSQL at 127.0.0.1:%d/X-Signature: ********" % closed in plain, plain
+    for shown in ("AccountKey=********;EndpointSuffix=x", "SharedAccessSignature=********&sig=********",
+                  "Server=db;Password=********;UID=sa", "pwd=********"):
+        assert shown in plain, plain
+
+
 def test_send_on_failure_with_all_ok_sends_nothing(smtp, tmp_path):
     controller, box = smtp
     inventory, playbook = write_run(tmp_path, [files_job("files-ok", tmp_path / "data" / "files")])
@@ -191,23 +236,23 @@ def test_smtp_down_is_a_warning(tmp_path):
     assert "songmetrix.backup.email_report: invalid option" in proc.stdout + proc.stderr
 
 
-@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 def test_login_and_refused_login(tmp_path):
     def authenticator(server, session, envelope, mechanism, auth_data):
         ok = auth_data.login == b"reporter" and auth_data.password == SECRET.encode()
         return AuthResult(success=ok, handled=False)
 
-    with smtp_server(authenticator) as (controller, box):
+    certs = make_certificates(tmp_path, "smtp")
+    with smtp_server(authenticator, tls="starttls", certs=certs) as (controller, box):
         inventory, playbook = write_run(tmp_path, [files_job("files-ok", tmp_path / "data" / "files")])
-        proc = run(tmp_path, inventory, playbook, smtp_host="127.0.0.1", smtp_port=controller.port,
-                   to="ops@example.com", user="reporter", password=SECRET)
+        tls = dict(smtp_host="127.0.0.1", smtp_port=controller.port, starttls="true", ca_file=certs.ca)
+        proc = run(tmp_path, inventory, playbook, to="ops@example.com", user="reporter", password=SECRET, **tls)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         (message,) = box.messages()
         assert message["Subject"] == "[backup] CHANGED 2/2 jobs"
         assert SECRET.encode() not in box.envelopes[0].content
 
-        proc = run(tmp_path, inventory, playbook, smtp_host="127.0.0.1", smtp_port=controller.port,
-                   to="ops@example.com", user="reporter", password="wrong-password", timeout=10)
+        proc = run(tmp_path, inventory, playbook, to="ops@example.com", user="reporter", password="wrong-password",
+                   timeout=10, **tls)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "refused the login of reporter" in proc.stdout + proc.stderr
         assert len(box.envelopes) == 1

@@ -16,6 +16,7 @@ module result is printed at -vvv instead of being censored by Ansible):
                   Authorization header, a Discord webhook that is gone (its 404 page repeats the request line,
                   token and all), a healthchecks ping URL holding a token, the JSON event log, the metrics
                   textfile dir, and the email_report callback logging in to the SMTP server with a password
+                  (over STARTTLS, trusting the test CA)
 
 Every secret is a distinctive random value; the search looks for its random core, so a secret that reached
 a text JSON-escaped, percent-encoded or cut at a special character is still found. While the run goes,
@@ -45,6 +46,7 @@ from tests.cmdline_watch import CmdlineWatch, Sampler
 from tests.history import make_history
 from tests.integration.http_receiver import HttpReceiver
 from tests.smtp_server import smtp_server
+from tests.tls_certs import make_certificates
 from tests.modrun import ansible_playbook
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,28 +105,29 @@ def leaks(secrets, text, allowed=()):
 
 
 @pytest.fixture
-def smtp_with_login():
+def smtp_with_login(tmp_path):
+    """An SMTP server that wants STARTTLS before the login (the callback trusts its CA: ca_file)."""
     password = core("SmtpPw") + " 'q\"%"
     logins = []
 
     def authenticator(server, session, envelope, mechanism, auth_data):
-        logins.append(auth_data.password == password.encode())
+        logins.append(auth_data.password == password.encode() and session.ssl is not None)
         return AuthResult(success=auth_data.login == b"reporter" and auth_data.password == password.encode(),
                           handled=False)
 
-    with smtp_server(authenticator) as (controller, box):
-        yield controller, box, password, logins
+    certs = make_certificates(tmp_path, "smtp")
+    with smtp_server(authenticator, tls="starttls", certs=certs) as (controller, box):
+        yield controller, box, password, logins, certs.ca
 
 
 def stored_files(root):
     return sorted(p for p in Path(root).rglob("*") if p.is_file())
 
 
-@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 def test_no_secret_in_argv_output_mail_webhooks_metrics_event_log_manifests_or_temp_files(
         request, tmp_path, pg_server, pg_database, mariadb_server, mariadb_database, s3_server, s3_bucket,
         sftp_server, smtp_with_login):
-    controller, box, smtp_password, logins = smtp_with_login
+    controller, box, smtp_password, logins, smtp_ca = smtp_with_login
     assert sftp_server.password, "the SFTP test server has no password user (needs root)"
 
     # -- the secrets: distinctive random cores, with characters that need quoting around them
@@ -252,6 +255,8 @@ def test_no_secret_in_argv_output_mail_webhooks_metrics_event_log_manifests_or_t
             ANSIBLE_CALLBACKS_ENABLED=CALLBACK,
             SONGMETRIX_BACKUP_EMAIL_SMTP_HOST="127.0.0.1",
             SONGMETRIX_BACKUP_EMAIL_SMTP_PORT=str(controller.port),
+            SONGMETRIX_BACKUP_EMAIL_STARTTLS="true",
+            SONGMETRIX_BACKUP_EMAIL_CA_FILE=smtp_ca,
             SONGMETRIX_BACKUP_EMAIL_USER="reporter",
             SONGMETRIX_BACKUP_EMAIL_PASSWORD=smtp_password,
             SONGMETRIX_BACKUP_EMAIL_TO="ops@example.com",
@@ -281,7 +286,7 @@ def test_no_secret_in_argv_output_mail_webhooks_metrics_event_log_manifests_or_t
     assert leaks(secrets, output) == [], [line for line in output.splitlines()
                                           if leaks(secrets, line)][:5]
 
-    # 3. the email (the callback logged in with the SMTP password)
+    # 3. the email (the callback logged in with the SMTP password, over STARTTLS)
     assert logins and all(logins), logins
     assert len(box.envelopes) == 1, output[-3000:]
     (message,) = box.messages()

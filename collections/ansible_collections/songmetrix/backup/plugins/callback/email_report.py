@@ -27,9 +27,14 @@ description:
     fill in details and add jobs the role did not record. Results of C(no_log) tasks are censored by
     Ansible and show no details."
   - A run in which no task of this collection and no task of the C(backup_run) role ran sends no mail.
-  - "Secrets never reach the mail: values of secret task arguments (the modules' C(no_log) options and
-    any argument named like a password, secret, token, key or passphrase) are masked wherever they
-    appear, and so are credentials in URIs (C(scheme://user:********@host)) and C(password=...) pairs."
+  - "Secrets never reach the mail: values of secret task arguments (the modules' C(no_log) options such as
+    C(connection_string) and a webhook's C(url), every header value, and any argument named like a password,
+    secret, token, key or passphrase) are masked wherever they appear, and so are credentials in URIs
+    (C(scheme://user:********@host)), C(password=...) pairs, the secret fields of connection strings
+    (C(AccountKey=), C(Pwd=), a SAS token's C(sig=)) and C(X-...) header values."
+  - "The login is sent over TLS only: with O(user) set and neither O(ssl) nor O(starttls), no mail is sent and
+    a warning says what to set, unless O(allow_plaintext_login) is true. The server's certificate and name are
+    always verified (against O(ca_file) when set)."
   - A mail server that is down, refuses the login or times out produces a warning; it never fails the run.
     Invalid options produce a warning and no mail.
 requirements:
@@ -54,7 +59,7 @@ options:
     env:
       - name: SONGMETRIX_BACKUP_EMAIL_SMTP_PORT
   ssl:
-    description: Connect with TLS from the start (SMTPS, usually port 465).
+    description: Connect with TLS from the start (SMTPS, usually port 465). The certificate is verified.
     type: bool
     default: false
     ini:
@@ -71,6 +76,31 @@ options:
         key: starttls
     env:
       - name: SONGMETRIX_BACKUP_EMAIL_STARTTLS
+  ca_file:
+    description:
+      - A PEM file of the certificate authorities that sign the mail server's certificate (a private CA).
+      - The system's trust store when unset. Verification cannot be turned off.
+    type: path
+    version_added: 0.6.0
+    ini:
+      - section: callback_email_report
+        key: ca_file
+    env:
+      - name: SONGMETRIX_BACKUP_EMAIL_CA_FILE
+  allow_plaintext_login:
+    description:
+      - Log in (send O(user) and O(password)) over a connection without TLS.
+      - When false, a login without O(ssl) or O(starttls) is refused before anything is sent, with a warning
+        that says what to set, and no mail goes out. Only for a relay on the same host or a network you trust
+        with the password.
+    type: bool
+    default: false
+    version_added: 0.6.0
+    ini:
+      - section: callback_email_report
+        key: allow_plaintext_login
+    env:
+      - name: SONGMETRIX_BACKUP_EMAIL_ALLOW_PLAINTEXT_LOGIN
   user:
     description: The SMTP login; no login when unset.
     type: str
@@ -80,7 +110,9 @@ options:
     env:
       - name: SONGMETRIX_BACKUP_EMAIL_USER
   password:
-    description: The SMTP password (keep it in the environment or a vaulted file, not in ansible.cfg).
+    description:
+      - The SMTP password (keep it in the environment or a vaulted file, not in ansible.cfg).
+      - Sent over TLS only (O(ssl) or O(starttls)), unless O(allow_plaintext_login) is true.
     type: str
     ini:
       - section: callback_email_report
@@ -158,7 +190,7 @@ options:
 """
 
 EXAMPLES = r"""
-# ansible.cfg
+# ansible.cfg: the submission port with STARTTLS
 # [defaults]
 # callbacks_enabled = songmetrix.backup.email_report
 #
@@ -173,10 +205,20 @@ EXAMPLES = r"""
 # environment = prod
 #
 # The password from the environment: SONGMETRIX_BACKUP_EMAIL_PASSWORD=...
+
+# SMTPS (TLS from the start) to a server whose certificate a private CA signed
+# [callback_email_report]
+# smtp_host = smtp.internal.example
+# smtp_port = 465
+# ssl = true
+# ca_file = /etc/ssl/certs/internal-ca.pem
+# user = backup-reports
+# to = ops@example.com
 """
 
 import datetime
 import html
+import os
 import smtplib
 import socket
 import ssl as ssl_lib
@@ -591,8 +633,8 @@ class CallbackModule(CallbackBase):
         if self._config_error:
             return None, self._config_error
         opts = {name: self.get_option(name) for name in (
-            "smtp_host", "smtp_port", "ssl", "starttls", "user", "password", "sender", "to", "cc",
-            "send_on", "subject_prefix", "environment", "timeout")}
+            "smtp_host", "smtp_port", "ssl", "starttls", "ca_file", "allow_plaintext_login", "user", "password",
+            "sender", "to", "cc", "send_on", "subject_prefix", "environment", "timeout")}
         opts["to"] = [a.strip() for a in (opts["to"] or []) if a and str(a).strip()]
         opts["cc"] = [a.strip() for a in (opts["cc"] or []) if a and str(a).strip()]
         if not opts["to"]:
@@ -611,6 +653,15 @@ class CallbackModule(CallbackBase):
             return None, "timeout must be a positive number of seconds"
         if opts["password"] and not opts["user"]:
             return None, "a password is set but no user"
+        if opts["user"] and not (opts["ssl"] or opts["starttls"] or opts["allow_plaintext_login"]):
+            return None, (
+                "refusing to send the login of %s to %s:%s over a connection without TLS: set starttls = true "
+                "(port 587) or ssl = true (port 465) in [callback_email_report] (SONGMETRIX_BACKUP_EMAIL_STARTTLS=true "
+                "or SONGMETRIX_BACKUP_EMAIL_SSL=true), or allow_plaintext_login = true "
+                "(SONGMETRIX_BACKUP_EMAIL_ALLOW_PLAINTEXT_LOGIN=true) for a relay you trust with the password"
+                % (opts["user"], opts["smtp_host"], opts["smtp_port"]))
+        if opts["ca_file"] and not os.path.isfile(opts["ca_file"]):
+            return None, "ca_file %s is not a file" % opts["ca_file"]
         for address in [opts["sender"] or ""] + opts["to"] + opts["cc"]:
             if address and ("@" not in address or any(c in address for c in "\r\n")):
                 return None, "not an email address: %r" % address
@@ -757,13 +808,15 @@ class CallbackModule(CallbackBase):
         host, port, timeout = opts["smtp_host"], int(opts["smtp_port"]), int(opts["timeout"])
         where = "%s:%s" % (host, port)
         try:
+            # Certificate and host name verified, always: the system's trust store or the given CAs.
+            context = ssl_lib.create_default_context(cafile=opts["ca_file"] or None)
             if opts["ssl"]:
-                client = smtplib.SMTP_SSL(host, port, timeout=timeout, context=ssl_lib.create_default_context())
+                client = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
             else:
                 client = smtplib.SMTP(host, port, timeout=timeout)
             with client:
                 if opts["starttls"]:
-                    client.starttls(context=ssl_lib.create_default_context())
+                    client.starttls(context=context)
                 if opts["user"]:
                     client.login(opts["user"], opts["password"] or "")
                 refused = client.send_message(message)

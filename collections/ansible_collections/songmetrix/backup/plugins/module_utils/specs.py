@@ -246,3 +246,29 @@ def lock_specs():
 
 def encryption_specs():
     return dict(encryption=dict(type="dict", options=ENCRYPTION_OPTIONS))
+
+
+def no_log_option_names(spec):
+    """The names of the options of an argument spec (nested options too) that are declared no_log=True."""
+    names = set()
+    for name, option in (spec or {}).items():
+        if isinstance(option, dict):
+            if option.get("no_log") is True:
+                names.add(name)
+            names.update(no_log_option_names(option.get("options")))
+    return names
+
+
+def collection_no_log_option_names():
+    """Every no_log option name of the specs in this file: in its dicts of options and in what its ``*_spec()``
+    and ``*_specs()`` functions return. Derived when called (after the whole file is loaded), so an option added
+    here with no_log=True is a secret to the redaction (module_utils/redact.py, plugin_utils/redact.py) at once."""
+    names = set()
+    for name, value in list(globals().items()):
+        if isinstance(value, dict):
+            names.update(no_log_option_names(value))
+        elif name.endswith(("_spec", "_specs")) and callable(value):
+            built = value()
+            # source_spec() is one option (with its "options"), compression_specs() a spec of several.
+            names.update(no_log_option_names({name: built} if isinstance(built.get("type"), str) else built))
+    return frozenset(names)

@@ -181,9 +181,10 @@ def test_human_duration(value, text):
 
 # ---------------------------------------------------------------- the plugin object
 
-DEFAULTS = {"smtp_host": "localhost", "smtp_port": None, "ssl": False, "starttls": False, "user": None,
-            "password": None, "sender": None, "to": ["ops@example.com"], "cc": [], "send_on": "always",
-            "subject_prefix": "[backup]", "environment": "", "timeout": 30}
+DEFAULTS = {"smtp_host": "localhost", "smtp_port": None, "ssl": False, "starttls": False, "ca_file": None,
+            "allow_plaintext_login": False, "user": None, "password": None, "sender": None,
+            "to": ["ops@example.com"], "cc": [], "send_on": "always", "subject_prefix": "[backup]",
+            "environment": "", "timeout": 30}
 
 
 def plugin(**options):
@@ -201,11 +202,22 @@ def plugin(**options):
     ({"smtp_port": 70000}, "smtp_port"),
     ({"timeout": 0}, "timeout"),
     ({"password": "x"}, "no user"),
+    ({"user": "u", "password": "x"}, "refusing to send the login of u to localhost:25 over a connection without TLS"),
+    ({"user": "u"}, "set starttls = true (port 587) or ssl = true (port 465)"),
+    ({"user": "u", "ssl": True, "ca_file": "/nonexistent/ca.pem"}, "ca_file /nonexistent/ca.pem is not a file"),
     ({"to": ["not-an-address"]}, "not an email address"),
 ])
 def test_invalid_options(options, problem):
     opts, reason = plugin(**options)._settings()
     assert opts is None and problem in reason
+
+
+def test_a_login_goes_over_tls_or_with_allow_plaintext_login():
+    for options in ({"ssl": True}, {"starttls": True}, {"allow_plaintext_login": True}):
+        opts, reason = plugin(user="u", password="p", **options)._settings()
+        assert reason is None and opts["user"] == "u", options
+    # no login, nothing to protect: a local relay without TLS stays possible
+    assert plugin()._settings()[1] is None
 
 
 def test_default_ports_and_sender():

@@ -8,6 +8,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.redact import (
     is_secret_name,
     redact_data,
     redact_text,
+    secret_values,
 )
 from ansible_collections.songmetrix.backup.plugins.plugin_utils import redact as plugin_redact
 
@@ -176,3 +177,84 @@ def test_scrub_keeps_messages_that_mention_secret_options_readable():
                  "storage.secret_key and storage.access_key are given together",
                  "uploaded key: prod/orders/2026-01-01.dump.zst (manifest_key=prod/orders/m.json)"):
         assert scrub(text) == text
+
+
+# ---------------------------------------------------------------- connection strings and headers (issue 17)
+
+@pytest.mark.parametrize("text, expected", [
+    # Azure Storage: the account key; the account name stays
+    ("DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=%s==;EndpointSuffix=core.windows.net" % PW,
+     "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=%s;EndpointSuffix=core.windows.net" % MASK),
+    # Service Bus / Event Hubs: the key, not its name
+    ("Endpoint=sb://ns/;SharedAccessKeyName=Root;SharedAccessKey=%s=" % PW,
+     "Endpoint=sb://ns/;SharedAccessKeyName=Root;SharedAccessKey=%s" % MASK),
+    # SQL Server / ODBC: a ";" inside the password is part of it up to the next name=
+    ("Server=tcp:db,1433;User ID=sa;Password=%s;x;Encrypt=true" % PW,
+     "Server=tcp:db,1433;User ID=sa;Password=%s;Encrypt=true" % MASK),
+    ("Driver={ODBC Driver 18};Server=db;UID=sa;PWD=%s" % PW, "Driver={ODBC Driver 18};Server=db;UID=sa;PWD=%s" % MASK),
+    ("pwd=%s" % PW, "pwd=%s" % MASK),
+    # SAS tokens: the signature (in a URL and in a connection string)
+    ("https://acct.blob.core.windows.net/c?sv=2022-11-02&sp=rl&se=2026-01-01&sig=%s%%3D" % PW,
+     "https://acct.blob.core.windows.net/c?sv=2022-11-02&sp=rl&se=2026-01-01&sig=%s" % MASK),
+    ("BlobEndpoint=https://a/;SharedAccessSignature=sv=2020&sig=%s" % PW,
+     "BlobEndpoint=https://a/;SharedAccessSignature=%s&sig=%s" % (MASK, MASK)),
+    ("connection_string=%s" % PW, "connection_string=%s" % MASK),
+    ("signing_key=%s key_id=k1" % PW, "signing_key=%s key_id=k1" % MASK),
+    # storage keys and ids stay readable with "=" too
+    ("manifest_key=prod/x host_key=ssh-ed25519 AAAA kms_key_id=alias/k sort_key=a",
+     "manifest_key=prod/x host_key=ssh-ed25519 AAAA kms_key_id=alias/k sort_key=a"),
+    # and a message about the option is no value
+    ("source.supabase.connection_string: the parameter 'x' is not supported",
+     "source.supabase.connection_string: the parameter 'x' is not supported"),
+])
+def test_connection_string_secrets(text, expected):
+    assert redact_text(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("X-Signature: sha256=%s" % PW, "X-Signature: %s" % MASK),
+    ("x-hub-signature-256:%s" % PW, "x-hub-signature-256:%s" % MASK),
+    ("{'X-Signature': '%s', 'Content-Type': 'application/json'}" % PW,
+     "{'X-Signature': '%s', 'Content-Type': 'application/json'}" % MASK),
+    ('{"X-Custom-Auth": "%s"}' % PW, '{"X-Custom-Auth": "%s"}' % MASK),
+    ("Cookie: session=%s" % PW, "Cookie: %s" % MASK),
+    ("/srv/x-files: No such file or directory", "/srv/x-files: No such file or directory"),
+])
+def test_header_values(text, expected):
+    assert redact_text(text) == expected
+
+
+def test_redact_data_masks_every_header_value_and_connection_strings():
+    data = {
+        "headers": {"X-Signature": PW, "Authorization": "Bearer " + OTHER, "X-Request-Id": "r1", "Empty": ""},
+        "supabase": {"connection_string": "postgresql://postgres.ref@db.example:5432/postgres"},
+        "dsn": "x", "sig": "y",
+    }
+    assert redact_data(data) == {
+        "headers": {"X-Signature": MASK, "Authorization": MASK, "X-Request-Id": MASK, "Empty": ""},
+        "supabase": {"connection_string": MASK},
+        "dsn": MASK, "sig": MASK,
+    }
+
+
+def test_secret_values_take_no_log_options_and_headers():
+    params = {
+        "job": "j",
+        "source": {"engine": "supabase", "password": "pw-1",
+                   "supabase": {"connection_string": "postgresql://u@h/db?x=1"}, "mongodb": {"uri": "mongodb://h"}},
+        "webhooks": [{"url": "https://hooks.example/T0", "headers": {"X-Signature": "sig-1", "X-Id": "id-1"}}],
+    }
+    assert sorted(secret_values(params)) == sorted(
+        ["pw-1", "postgresql://u@h/db?x=1", "mongodb://h", "sig-1", "id-1"])
+    # other names: the webhook url is one, the MongoDB uri not (connection_string is named like a secret)
+    assert sorted(secret_values(params, names={"url"})) == sorted(
+        ["pw-1", "postgresql://u@h/db?x=1", "https://hooks.example/T0", "sig-1", "id-1"])
+
+
+def test_scrub_masks_connection_string_fields_and_headers():
+    text = ("sqlcmd: login failed: Server=db;UID=sa;PWD=%s; az: AccountKey=%s; curl -H 'X-Signature: %s'"
+            % (PW, OTHER, PW))
+    out = scrub(text)
+    assert PW not in out and OTHER not in out
+    assert out == ("sqlcmd: login failed: Server=db;UID=sa;PWD=%s; az: AccountKey=%s; curl -H 'X-Signature: %s'"
+                   % (MASK, MASK, MASK))
