@@ -28,6 +28,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils import schedule 
 from tests.modrun import ansible_playbook  # noqa: E402
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
+SIGNING_KEY = "fleet-signing-key-" + "f" * 24
 
 
 # --- schedule checks (pure Python, plus systemd-analyze when present) ---------------------------
@@ -178,7 +179,8 @@ class Fleet:
 
     def run(self, jobs, *extra, tags="backup_schedule", check=0):
         variables = dict(self.dirs(), songmetrix_backup_jobs=jobs, backup_run_timezone="UTC",
-                         songmetrix_backup_event_log=str(self.root / "var/log/songmetrix-backup/events.jsonl"))
+                         songmetrix_backup_event_log=str(self.root / "var/log/songmetrix-backup/events.jsonl"),
+                         songmetrix_backup_signing={"key": SIGNING_KEY})
         vars_file = self.tmp / "vars.json"
         vars_file.write_text(json.dumps(variables))
         argv = [ansible_playbook(), "-i", str(self.inventory), "playbooks/install.yml",
@@ -239,6 +241,7 @@ def test_units_cron_and_wrappers_are_written(fleet):
     assert [j["name"] for j in jobs["songmetrix_backup_jobs"]] == ["demo-sqlite", "files.cron", "hourly"]
     assert all("schedule" not in j and "scheduler" not in j for j in jobs["songmetrix_backup_jobs"])
     assert jobs["backup_run_timezone"] == "UTC"
+    assert jobs["songmetrix_backup_signing"] == {"key": SIGNING_KEY}  # scheduled runs sign too
     for name in ("demo-sqlite", "files.cron", "hourly"):
         wrapper = r / "opt/songmetrix-backup/bin" / ("songmetrix-backup-" + name)
         assert stat.S_IMODE(wrapper.stat().st_mode) == 0o750

@@ -46,7 +46,7 @@ class Settings(object):
         if self.min_keep is None or self.min_keep < 1:
             raise ValidationError("min_keep must be 1 or more: prune always keeps the newest good backup")
         max_age = params.get("max_age")
-        self.max_age = retention.parse_duration(max_age) if max_age else None
+        self.max_age = retention.parse_duration(max_age, "max_age") if max_age else None
         self.max_age_text = max_age
         self.max_fraction = params.get("max_delete_fraction", 0.5)
         if self.max_fraction is None or not 0 < self.max_fraction <= 1:

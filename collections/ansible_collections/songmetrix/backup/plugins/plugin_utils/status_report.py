@@ -107,9 +107,12 @@ def dense_horizon(retention, interval):
             continue
         if name == "keep_last":
             horizon = max(horizon, int(value) * interval)
-        elif name == "keep_within":
+        elif name == "keep_within" or (name.startswith("keep_within_") and name[12:] in _PERIODS
+                                          and interval >= _PERIODS[name[12:]]):
+            # keep_within keeps every run inside its window; keep_within_daily (say) one a day in it, which
+            # is every run of a daily job or a slower one.
             try:
-                horizon = max(horizon, parse_duration(value, "keep_within"))
+                horizon = max(horizon, parse_duration(value, name))
             except ValueError:
                 continue
         elif name.startswith("keep_") and name[5:] in _PERIODS and interval >= _PERIODS[name[5:]]:

@@ -114,6 +114,9 @@ def test_dense_horizon():
     assert sr.dense_horizon({"keep_daily": 14}, day) == 14 * day
     assert sr.dense_horizon({"keep_daily": 14}, H) == 0  # an hourly job keeps one run per day only
     assert sr.dense_horizon({"keep_within": "3d", "keep_hourly": 24}, H) == 72 * H
+    assert sr.dense_horizon({"keep_within_daily": "10d"}, day) == 10 * day
+    assert sr.dense_horizon({"keep_within_daily": "10d"}, H) == 0  # one run a day of an hourly job
+    assert sr.dense_horizon({"keep_within_weekly": "8w", "keep_last": 3}, 7 * day) == 56 * day
 
 
 # ---------------------------------------------------------------- success rate and staleness
