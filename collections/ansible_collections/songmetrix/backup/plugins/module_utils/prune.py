@@ -258,13 +258,15 @@ def run_prune(params, check_mode=False, diff=False, now=None):
                 "before": "".join(b.manifest_key + "\n" for b in listing.backups),
                 "after": "".join(b.manifest_key + "\n" for b, _r in keep),
             }
-        outcome = _expected_outcome(storage, warnings) if delete else DELETED
-        planned = [_deleted_entry(b, outcome) for b in delete]
         if listing.incomplete:
             warnings.append(
                 "%d object(s) in %s belong to no manifest (left by an interrupted run?); prune leaves them alone"
                 % (len(listing.incomplete), result["location"])
             )
+        planned = []
+        if delete and (check_mode or stop):  # a plan: what the bucket's versioning says a delete would do
+            outcome = _expected_outcome(storage, warnings)
+            planned = [_deleted_entry(b, outcome) for b in delete]
         if check_mode:
             if stop:
                 warnings.append("a real run would stop: " + stop)
