@@ -12,6 +12,15 @@ s3_proxy     a fresh FaultProxy in front of s3_server: fail(), kill_after(), cou
 s3_storage_params(bucket, endpoint_url=None, **extra)
              the `storage` dict of a module call: type s3, bucket, endpoint_url (s3_server's unless
              given), access_key, secret_key, region, prefix ""; ``extra`` adds or overrides options
+
+A real S3 server beside the mock (tests/seaweedfs.py), started once per session when a test asks:
+
+seaweedfs_server    session-wide SeaweedFSServer: the same helpers as s3_server, create_bucket(name=None,
+                    object_lock=False, versioning=False); stop()/start() keep the data (a restart waits
+                    until GETs answer); no create_credentials()
+seaweedfs_bucket    a fresh, empty, unversioned bucket on seaweedfs_server (removed afterwards)
+seaweedfs_storage_params(bucket, endpoint_url=None, **extra)
+                    like s3_storage_params, for seaweedfs_server
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import pytest
 
 from tests.s3server import FaultProxy, S3Server
+from tests.seaweedfs import SeaweedFSServer
 from tests.servers import ServerUnavailable, missing_server
 
 
@@ -49,19 +59,52 @@ def s3_proxy(s3_server):
     proxy.stop()
 
 
-@pytest.fixture(scope="session")
-def s3_storage_params(s3_server):
+def storage_params_builder(server):
+    """build(bucket, endpoint_url=None, **extra): the `storage` dict of a module call on ``server``."""
     def build(bucket, endpoint_url=None, **extra):
         params = dict(
             type="s3",
             bucket=bucket,
-            endpoint_url=endpoint_url or s3_server.endpoint_url,
-            access_key=s3_server.access_key,
-            secret_key=s3_server.secret_key,
-            region=s3_server.region,
+            endpoint_url=endpoint_url or server.endpoint_url,
+            access_key=server.access_key,
+            secret_key=server.secret_key,
+            region=server.region,
             prefix="",
         )
         params.update(extra)
         return params
 
     return build
+
+
+@pytest.fixture(scope="session")
+def s3_storage_params(s3_server):
+    return storage_params_builder(s3_server)
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_server():
+    try:
+        server = SeaweedFSServer()
+    except ServerUnavailable as exc:
+        missing_server(exc)
+    try:
+        server.start()
+    except BaseException:
+        server.cleanup()
+        raise
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def seaweedfs_bucket(seaweedfs_server):
+    name = seaweedfs_server.create_bucket()
+    yield name
+    if seaweedfs_server.running:
+        seaweedfs_server.delete_bucket(name)
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_storage_params(seaweedfs_server):
+    return storage_params_builder(seaweedfs_server)

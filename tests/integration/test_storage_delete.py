@@ -58,6 +58,26 @@ def sha256_b64(data):
 # --------------------------------------------------------------------------- S3: delete_many
 
 
+def test_s3_delete_many_on_a_versioned_bucket_names_the_delete_markers(seaweedfs_server, seaweedfs_storage_params):
+    """SeaweedFS (a real S3): without version ids a versioned bucket keeps every object as a noncurrent version
+    and answers with delete markers; delete_many reports them in storage.delete_markers."""
+    bucket = seaweedfs_server.create_bucket(versioning=True)
+    keys = ["job/2026/%02d.sql.gz" % number for number in range(5)]
+    fill_bucket(seaweedfs_server, bucket, keys)
+    storage = s3_storage(seaweedfs_storage_params, bucket)
+    try:
+        assert storage.delete_many(keys[:3]) == []
+        assert storage.delete_markers == keys[:3]
+        assert storage.versioning() == "enabled"
+    finally:
+        storage.close()
+    assert seaweedfs_server.keys(bucket) == keys[3:]  # gone from listings
+    versions = seaweedfs_server.client().list_object_versions(Bucket=bucket)
+    assert sorted(v["Key"] for v in versions["Versions"]) == keys  # the data is all still there
+    assert sorted(m["Key"] for m in versions["DeleteMarkers"]) == keys[:3]
+    seaweedfs_server.delete_bucket(bucket)
+
+
 def test_s3_2500_keys_take_three_delete_objects_requests(s3_server, s3_bucket, s3_proxy, s3_storage_params):
     keys = ["job/2026/%04d.sql.gz" % number for number in range(2500)]
     fill_bucket(s3_server, s3_bucket, keys)
@@ -70,11 +90,13 @@ def test_s3_2500_keys_take_three_delete_objects_requests(s3_server, s3_bucket, s
     assert storage.delete_requests == 3
     assert s3_proxy.count("DeleteObjects") == 3 and s3_proxy.count("DeleteObject") == 0
     assert s3_server.keys(s3_bucket) == []
-    # In list order, 1000 + 1000 + 500, each quiet, with a Content-MD5 that matches the body sent.
+    # In list order, 1000 + 1000 + 500, with a Content-MD5 that matches the body sent. Not quiet: the
+    # answer names each key, and whether it only got a delete marker (a versioned bucket).
     bodies = [body.decode() for headers, body in sent]
     assert [body.count("<Key>") for body in bodies] == [1000, 1000, 500]
     assert "<Key>job/2026/0000.sql.gz</Key>" in bodies[0] and "<Key>job/2026/2499.sql.gz</Key>" in bodies[2]
-    assert all("<Quiet>true</Quiet>" in body for body in bodies)
+    assert all("<Quiet>false</Quiet>" in body for body in bodies)
+    assert storage.delete_markers == []  # an unversioned bucket: every key removed
     for headers, body in sent:
         assert headers["Content-MD5"].decode() == md5_b64(body)
         assert headers["x-amz-checksum-sha256"]  # storage.checksum sha256 (the default)

@@ -256,6 +256,101 @@ class _TapStage(object):
         return "%s failed: %s" % (self.name, getattr(self._error, "strerror", None) or self._error)
 
 
+class StopsEarly(object):
+    """A transform whose tool may stop reading before its input ends: ``tar -t`` exits at the
+    end-of-archive blocks, and the zero padding after them stays unread.
+
+    What the tool leaves is read by a thread of ours instead, from its own end of the tool's input
+    pipe, so the stages in front run to their end (no EPIPE in the relay, no SIGPIPE for a
+    decompressor) and the artifact is hashed whole. The tool's exit status decides; when it exits 0,
+    what it left must be zero bytes, else the stage fails: data after the end of an archive means a
+    damaged archive (a header zeroed in the middle ends it early) or something appended to it.
+    """
+
+    def __init__(self, transform, stops_at):
+        self.transform = transform
+        self.name = transform.name
+        self.stops_at = stops_at  # where the tool stops, for messages: "the end-of-archive blocks"
+
+
+class _EarlyStopStage(object):
+    """A StopsEarly transform's child, and the thread that reads what it leaves. Quacks like procs.Child."""
+
+    def __init__(self, early, upstream):
+        self.name = early.name
+        self._stops_at = early.stops_at
+        self.stdin = None
+        if upstream is subprocess.PIPE:  # first stage: the relay writes into a pipe we keep a read end of
+            read_fd, write_fd = os.pipe()
+            enlarge_pipe(write_fd)
+            self.stdin = os.fdopen(write_fd, "wb")
+            child_stdin = read_fd
+        else:
+            read_fd = os.dup(upstream.fileno())
+            child_stdin = upstream
+        try:
+            self._child = _start_transform(early.transform, child_stdin)
+        except BaseException:
+            os.close(read_fd)
+            if self.stdin is not None:
+                self.stdin.close()
+            raise
+        self._leftover = os.fdopen(read_fd, "rb", buffering=0)
+        self.unread = 0  # bytes the tool did not read
+        self.unread_data = False  # whether any of them is not zero
+        self._error = None
+        self._thread = threading.Thread(target=self._read_leftover, name="%s-leftover" % self.name)
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _read_leftover(self):
+        """Once the tool has exited, read the rest of its input (until every writer has closed it)."""
+        try:
+            self._child.proc.wait()
+            while True:
+                chunk = self._leftover.read(CHUNK_SIZE)
+                if not chunk:
+                    break
+                self.unread += len(chunk)
+                self.unread_data = self.unread_data or chunk.count(0) != len(chunk)
+        except (OSError, ValueError) as exc:
+            self._error = exc
+        finally:
+            self._leftover.close()
+
+    @property
+    def stdout(self):
+        return self._child.stdout
+
+    @property
+    def killed(self):
+        return self._child.killed
+
+    def kill(self):
+        self._child.kill()
+
+    def wait(self, timeout=None):
+        rc = self._child.wait(timeout)
+        self._thread.join(timeout)
+        return rc
+
+    def failure(self, rc=None):
+        if rc is None:
+            rc = self.wait()
+        message = self._child.failure(rc)
+        if message:
+            return message
+        if self._error is not None:
+            return "reading what %s left unread failed: %s" % (
+                self.name, getattr(self._error, "strerror", None) or self._error)
+        if self.unread_data:
+            return (
+                "%s stopped at %s with %d bytes left, and they are not all zero padding: the archive is "
+                "damaged (it ends early) or has data appended" % (self.name, self._stops_at, self.unread)
+            )
+        return None
+
+
 def _spawn_chain(transforms):
     """Start the transforms connected stdout->stdin; returns the stages (the first takes our input)."""
     children = []
@@ -265,9 +360,12 @@ def _spawn_chain(transforms):
             if isinstance(transform, Tap):
                 child = _TapStage(transform.name, None if upstream is subprocess.PIPE else upstream)
             else:
-                child = _start_transform(transform, upstream)
+                if isinstance(transform, StopsEarly):
+                    child = _EarlyStopStage(transform, upstream)
+                else:
+                    child = _start_transform(transform, upstream)
                 if children:
-                    children[-1].stdout.close()  # the next child holds it now
+                    children[-1].stdout.close()  # the next child (and a leftover reader) holds it now
             children.append(child)
             upstream = child.stdout
     except Exception:

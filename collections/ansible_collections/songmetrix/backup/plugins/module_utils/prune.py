@@ -31,6 +31,10 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.signing import I
 from ansible_collections.songmetrix.backup.plugins.module_utils.storage import opened_storage
 from ansible_collections.songmetrix.backup.plugins.module_utils.verification import manifest_problem
 
+# What deleting a backup did: its objects are gone, or (a versioned S3 bucket) they got delete markers.
+DELETED = "deleted"
+DELETE_MARKER = "delete_marker"
+
 
 class Settings(object):
     """The module's options, checked before the storage is touched."""
@@ -141,13 +145,14 @@ def _kept_entry(backup, reasons):
     }
 
 
-def _deleted_entry(backup):
+def _deleted_entry(backup, outcome=DELETED):
     return {
         "manifest_key": backup.manifest_key,
         "started": layout.iso_utc(backup.started),
         "kind": backup.kind,
         "objects": sorted(info.key for info in backup.doomed_objects),
         "stored_size": backup.manifest_size + sum(info.size for info in backup.doomed_objects),
+        "outcome": outcome,
     }
 
 
@@ -219,17 +224,51 @@ def decide(settings, storage, listing, attempt, now, lock_holder=None):
 def delete_backups(storage, backups, folder):
     """Delete manifests first, then the objects of the backups whose manifest is gone.
 
-    Returns (deleted backups, [{key, error}]).
+    Returns (deleted backups, [{key, error}]). Sets .outcome on each deleted backup: DELETED, or
+    DELETE_MARKER when a versioned S3 bucket answered with a delete marker for any of its objects
+    (its data stays stored as noncurrent versions).
     """
     for backup in backups:  # a last guard: never a key outside this job's folder
         for key in [backup.manifest_key] + [info.key for info in backup.doomed_objects]:
             if not key.startswith(folder):
                 raise BackupError("refusing to delete %s: it is outside the job folder %s" % (key, folder))
+    markers = getattr(storage, "delete_markers", ())  # S3 only: a local or SFTP remove is final
+    markers_before = len(markers)
     failed = dict(storage.delete_many([b.manifest_key for b in backups]))
     gone = [b for b in backups if b.manifest_key not in failed]
     failed.update(storage.delete_many([info.key for b in gone for info in b.doomed_objects]))
     errors = [{"key": key, "error": message} for key, message in sorted(failed.items())]
+    marked = set(markers[markers_before:])
+    for backup in gone:
+        keys = [backup.manifest_key] + [info.key for info in backup.doomed_objects]
+        backup.outcome = DELETE_MARKER if any(key in marked for key in keys) else DELETED
     return gone, errors
+
+
+def _expected_outcome(storage, warnings):
+    """What a delete will do here, for a plan: DELETED, or DELETE_MARKER where the bucket keeps versions."""
+    versioning = getattr(storage, "versioning", None)  # S3 only
+    state = versioning() if versioning is not None else "disabled"
+    if state == "unknown":
+        warnings.append(
+            "the versioning state of %s cannot be read (no s3:GetBucketVersioning, or the service does not offer "
+            "it); bytes_freed assumes the bucket keeps no versions: if it does, a real run only adds delete markers "
+            "and frees nothing" % storage.location(""))
+    return DELETE_MARKER if state in ("enabled", "suspended") else DELETED
+
+
+def _hidden_warnings(entries, planned=False):
+    """The warning (a list of one, or none) for backups a versioned bucket only hides behind delete markers."""
+    hidden = [entry for entry in entries if entry["outcome"] == DELETE_MARKER]
+    if not hidden:
+        return []
+    return [
+        "the bucket keeps versions: %d backup(s) (%d bytes) %s delete markers and are gone from listings, but "
+        "their data stays stored as noncurrent versions (and can be brought back by removing the markers) "
+        "until a lifecycle rule expires noncurrent versions, and never before an Object Lock retention ends; "
+        "see docs/storage.md, Versioned buckets"
+        % (len(hidden), _noncurrent(entries), "would get" if planned else "got")
+    ]
 
 
 def run_prune(params, check_mode=False, diff=False, now=None):
@@ -260,26 +299,33 @@ def run_prune(params, check_mode=False, diff=False, now=None):
                 "before": "".join(b.manifest_key + "\n" for b in listing.backups),
                 "after": "".join(b.manifest_key + "\n" for b, _r in keep),
             }
-        planned = [_deleted_entry(b) for b in delete]
         if listing.incomplete:
             warnings.append(
                 "%d object(s) in %s belong to no manifest (left by an interrupted run?); prune leaves them alone"
                 % (len(listing.incomplete), result["location"])
             )
+        planned = []
+        if delete and (check_mode or stop):  # a plan: what the bucket's versioning says a delete would do
+            outcome = _expected_outcome(storage, warnings)
+            planned = [_deleted_entry(b, outcome) for b in delete]
         if check_mode:
             if stop:
                 warnings.append("a real run would stop: " + stop)
-            result.update(changed=bool(planned), deleted=planned, bytes_freed=_freed(planned), warnings=warnings)
+            warnings += _hidden_warnings(planned, planned=True)
+            result.update(changed=bool(planned), deleted=planned, bytes_freed=_freed(planned),
+                          bytes_noncurrent=_noncurrent(planned), warnings=warnings)
             return result
         if stop:
-            result.update(changed=False, deleted=[], would_delete=planned, bytes_freed=0)
+            result.update(changed=False, deleted=[], would_delete=planned, bytes_freed=0, bytes_noncurrent=0)
             if fails:
                 raise BackupError(stop, **result)
             result["warnings"] = warnings + [stop]
             return result
         gone, errors = delete_backups(storage, delete, folder)
-    deleted = [_deleted_entry(b) for b in gone]
-    result.update(changed=bool(gone), deleted=deleted, bytes_freed=_freed(deleted), errors=errors, warnings=warnings)
+    deleted = [_deleted_entry(b, b.outcome) for b in gone]
+    warnings += _hidden_warnings(deleted)
+    result.update(changed=bool(gone), deleted=deleted, bytes_freed=_freed(deleted),
+                  bytes_noncurrent=_noncurrent(deleted), errors=errors, warnings=warnings)
     if errors:
         raise BackupError(
             "prune of job %s deleted %d backup(s) but could not delete %d object(s): %s"
@@ -290,4 +336,8 @@ def run_prune(params, check_mode=False, diff=False, now=None):
 
 
 def _freed(entries):
-    return sum(entry["stored_size"] for entry in entries)
+    return sum(entry["stored_size"] for entry in entries if entry["outcome"] == DELETED)
+
+
+def _noncurrent(entries):
+    return sum(entry["stored_size"] for entry in entries if entry["outcome"] == DELETE_MARKER)

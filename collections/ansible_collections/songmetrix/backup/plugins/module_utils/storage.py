@@ -27,12 +27,17 @@ Every storage (storage_local, storage_s3, storage_sftp) offers the same methods,
   delete(key)                   remove one object; a missing one is not an error
   delete_many(keys)             remove many objects, in list order as far as the storage allows; returns
                                 [(key, message)] for the keys that could NOT be deleted ([] = all gone); a
-                                missing key is not an error. S3: DeleteObjects (Quiet) with at most 1000 keys
+                                missing key is not an error. S3: DeleteObjects with at most 1000 keys
                                 per request, one request after another; a request that fails (after retries)
                                 raises StorageError naming the bucket and how many keys were deleted before.
                                 SFTP: pipelined removes; a lost connection raises StorageError.
   delete_requests               int, starts at 0: requests delete_many made (S3: DeleteObjects calls;
                                 local and SFTP: removes)
+  S3 only (callers use getattr; a local or SFTP remove is final):
+  delete_markers                [keys]: keys delete_many did not remove but only hid behind a delete marker
+                                (a versioned bucket, every Object Lock bucket: the data stays as a noncurrent
+                                version); S3 answers DeleteObjects per key, so this is what happened
+  versioning()                  the bucket's versioning: "enabled", "suspended", "disabled" or "unknown"
   close()                       release connections
 
 Errors name the location and the cause and never contain a secret.

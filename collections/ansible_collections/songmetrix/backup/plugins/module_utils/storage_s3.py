@@ -457,6 +457,7 @@ class S3Storage(object):
         self._client_lock = threading.Lock()
         self._conditional = True  # cleared when the service rejects If-None-Match (see _conditional_call)
         self.delete_requests = 0  # DeleteObjects calls of delete_many (botocore's retries not counted)
+        self.delete_markers = []  # keys delete_many only hid behind a delete marker (a versioned bucket)
 
     def _check_encryption_and_tags(self):
         params = self._params
@@ -852,12 +853,17 @@ class S3Storage(object):
         self._call("deleting", key, "delete_object", Bucket=self.bucket, Key=key)
 
     def delete_many(self, keys):
-        """DeleteObjects with up to DELETE_BATCH keys each, one request after another in list order."""
+        """DeleteObjects with up to DELETE_BATCH keys each, one request after another in list order.
+
+        Without version ids, a versioned bucket (every Object Lock bucket is one) removes nothing: it
+        puts a delete marker on top of each object, whose data stays as a noncurrent version. The
+        answers are read in full (not Quiet) to tell: such keys are added to ``delete_markers``.
+        """
         keys = list(keys)
         failures = []
         for start in range(0, len(keys), DELETE_BATCH):
             batch = keys[start:start + DELETE_BATCH]
-            args = dict(Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True})
+            args = dict(Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": False})
             if self.checksum == "sha256":
                 args["ChecksumAlgorithm"] = "SHA256"  # what the uploads send; botocore's default is CRC32
             self.delete_requests += 1
@@ -869,4 +875,22 @@ class S3Storage(object):
                     failures=failures)
             for error in response.get("Errors", ()):
                 failures.append((error.get("Key"), "%s: %s" % (error.get("Code"), error.get("Message"))))
+            self.delete_markers.extend(item.get("Key") for item in response.get("Deleted", ())
+                                       if item.get("DeleteMarker"))
         return failures
+
+    def versioning(self):
+        """The bucket's versioning: "enabled", "suspended", "disabled", or "unknown".
+
+        "unknown" where the service refuses to say (no s3:GetBucketVersioning, or not implemented:
+        "disabled" is not assumed, a plan must not promise freed bytes it cannot know of).
+        """
+        try:
+            status = self.client().get_bucket_versioning(Bucket=self.bucket).get("Status")
+        except ClientError as exc:
+            if error_code(exc)[1] != "NoSuchBucket":
+                return "unknown"
+            raise self.explain(exc, "reading the versioning state of")
+        except BotoCoreError as exc:
+            raise self.explain(exc, "reading the versioning state of")
+        return {"Enabled": "enabled", "Suspended": "suspended"}.get(status, "disabled")

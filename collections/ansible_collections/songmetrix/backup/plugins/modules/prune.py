@@ -29,7 +29,9 @@ description:
   - Backups dated in the future are kept, left out of the rules and warned about.
   - Only objects under the job's folder that belong to one of its manifests are deleted; other jobs,
     other files and leftovers of interrupted runs are never touched.
-  - On S3, deletions go in batches of up to 1000 keys per request.
+  - On S3, deletions go in batches of up to 1000 keys per request, without version ids. A bucket that
+    keeps versions (every Object Lock bucket does) then only puts delete markers on the objects and
+    frees nothing; RV(deleted) and RV(bytes_noncurrent) say so, with a warning.
 author:
   - songmetrix engineering (@songmetrix)
 extends_documentation_fragment:
@@ -217,13 +219,32 @@ deleted:
     stored_size:
       description: Bytes of the manifest and those objects.
       type: int
+    outcome:
+      description:
+        - What the storage did. C(deleted) - every object is gone and its bytes are freed.
+        - C(delete_marker) - an S3 bucket that keeps versions (versioning enabled or suspended, and every
+          Object Lock bucket) answered with a delete marker for the objects. The backup is gone from
+          listings (backup_info, restore, verify), but its data stays stored as noncurrent versions until
+          a lifecycle rule expires them (never before an Object Lock retention ends); removing the markers
+          brings it back. In check mode and RV(would_delete), what the bucket's versioning state predicts.
+      type: str
+      choices: [deleted, delete_marker]
 would_delete:
   description: When a real run stopped, the backups it would have deleted (shaped like RV(deleted)).
   returned: when stopped is set and not in check mode
   type: list
   elements: dict
 bytes_freed:
-  description: Bytes deleted (in check mode, that would be).
+  description:
+    - Bytes really freed, those of the RV(deleted) backups whose outcome is C(deleted) (in check mode, that
+      would be). 0 on a bucket that keeps versions.
+  returned: always
+  type: int
+bytes_noncurrent:
+  description:
+    - Bytes of the RV(deleted) backups whose outcome is C(delete_marker) (in check mode, that would be),
+      still stored (and billed) as noncurrent versions behind delete markers. Prune does not remove
+      versions; a lifecycle rule does (see docs/storage.md, Versioned buckets).
   returned: always
   type: int
 total:

@@ -10,8 +10,9 @@ description:
   - Reads stored artifacts as a stream and compares their size and SHA-256 with the manifest
     (each chunk too, for split artifacts).
   - With O(deep), the same single read also decompresses the stream and checks that it is a
-    complete dump of its format, with C(pg_restore) for PostgreSQL custom format, C(tar) for
-    directory archives, the closing comment of a plain SQL dump, or the header of a SQLite database.
+    complete dump of its format, with C(pg_restore) for PostgreSQL custom format, C(tar) for files
+    backups and PostgreSQL directory archives (after the end-of-archive blocks only zero padding may
+    follow), the closing comment of a plain SQL dump, or the header of a SQLite database.
   - A manifest that points at an object outside its own backup is reported, never followed.
   - Fails the task when any selected backup is missing, damaged or unreadable; the per-backup
     results are returned in both cases.

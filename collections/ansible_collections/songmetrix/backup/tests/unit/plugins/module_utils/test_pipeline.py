@@ -12,6 +12,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.pipeline import 
     HeadCheck,
     NonEmptyCheck,
     ProcessProducer,
+    StopsEarly,
     TailCheck,
     ThreadProducer,
     stream,
@@ -154,3 +155,53 @@ def test_a_failed_dump_stops_the_compressor_instead_of_letting_it_finish():
         stream(ProcessProducer(py_child("dumper", code)), [zstd], out, [])
     assert str(failure.value) == "dumper exited with status 3"
     assert len(out.getvalue()) < 20 << 20
+
+
+# A checker that reads the first 512 bytes of its input, writes them out and exits (as tar -t does at
+# its end-of-archive blocks); 'code' is its exit status.
+def early_reader(code=0):
+    reader = "import os, sys; sys.stdout.buffer.write(os.read(0, 512)); sys.exit(%d)" % code
+    return StopsEarly(Transform("reader", [sys.executable, "-c", reader], {}), "its first block")
+
+
+def thread_writing(*parts):
+    written = []
+
+    def write(out):
+        for part in parts:
+            out.write(part)
+            written.append(len(part))
+
+    return ThreadProducer("read artifact", write), written
+
+
+@pytest.mark.parametrize("in_front", [[], [cat()]], ids=["relay", "behind a transform"])
+def test_what_an_early_stopping_checker_leaves_is_read_and_may_be_zeros(in_front):
+    """8 MiB after what the checker reads: more than the pipes hold, so the relay (or cat) would get EPIPE."""
+    producer, written = thread_writing(b"x" * 512, bytes(8 << 20))
+    out = Collect()
+    result = stream(producer, in_front + [early_reader()], out, [])
+    assert out.getvalue() == b"x" * 512
+    assert result.raw_size == 512 + (8 << 20) and sum(written) == result.raw_size  # the producer wrote it all
+
+
+@pytest.mark.parametrize("in_front", [[], [cat()]], ids=["relay", "behind a transform"])
+def test_data_an_early_stopping_checker_left_fails_the_stream(in_front):
+    producer, _written = thread_writing(b"x" * 512, bytes(2 << 20), b"data", bytes(100))
+    with pytest.raises(BackupError, match=r"reader stopped at its first block with \d+ bytes left, and they are "
+                                          "not all zero padding"):
+        stream(producer, in_front + [early_reader()], Collect(), [])
+
+
+def test_an_early_stopping_checker_that_fails_is_judged_by_its_exit_status():
+    producer, _written = thread_writing(b"x" * 512, bytes(2 << 20))
+    with pytest.raises(BackupError, match="reader exited with status 3") as failure:
+        stream(producer, [early_reader(code=3)], Collect(), [])
+    assert "Broken pipe" not in str(failure.value) and "zero padding" not in str(failure.value)
+
+
+def test_a_plain_transform_that_stops_early_still_breaks_the_pipe():
+    """Only a StopsEarly stage has its leftovers read: elsewhere stopping early is a failure, as before."""
+    producer, _written = thread_writing(b"x" * 512, bytes(8 << 20))
+    with pytest.raises(BackupError, match="Broken pipe"):
+        stream(producer, [early_reader().transform], Collect(), [])
