@@ -32,7 +32,8 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.procs import chi
 RESTRICT_SINCE = {13: 22, 14: 19, 15: 14, 16: 10, 17: 6}
 NEEDED = "13.22, 14.19, 15.14, 16.10, 17.6 or 18 and later"
 PSQL_VERSION_RE = re.compile(r"\(PostgreSQL\) (\d+)(?:\.(\d+)|([a-z]+\d*))?")
-REFUSED_MARK = "backslash commands are restricted"
+# What a restricted psql says when it refuses a meta-command, or an \unrestrict with another key.
+REFUSED_MARKS = ("backslash commands are restricted", "\\unrestrict: wrong key")
 HEADER_LIMIT = 64 * 1024  # pg_dump's header is a few hundred bytes
 _OWN_RESTRICT_RE = re.compile(rb"^\\restrict ([A-Za-z0-9]+)[ \t\r]*$")
 _TRAILING_SPACE = frozenset(b" \t\r")
@@ -182,9 +183,9 @@ class RestrictedScript(object):
 
     def _refusal(self):
         err = self.writer.child.stderr_text()
-        if REFUSED_MARK not in err:
+        line = next((item for item in err.splitlines() if any(mark in item for mark in REFUSED_MARKS)), None)
+        if line is None:
             return None
-        line = next((item for item in err.splitlines() if REFUSED_MARK in item), "")
         return ("the backup holds a psql meta-command (a backslash command such as \\! or \\copy), which this "
                 "restore refuses to run; it was not written by pg_dump, the backup may have been tampered with "
                 "(psql: %s)" % line.strip())
