@@ -88,7 +88,7 @@ PSQL_TRICKS = {
     "output-pipe": "\\o | id > {m}\nSELECT 1;\n",
     "copy-program": "\\copy (SELECT 1) TO PROGRAM 'id > {m}'\n",
     "write-buffer": "SELECT 1 \\w {m}\n",
-    "set-and-interpolate": "\\set cmd 'id > {m}'\n\\! :cmd\n",
+    "query-to-pipe": "SELECT 1 \\g | id > {m}\n",
     "gexec": "SELECT 'CREATE TABLE gexec_ran (x int)' \\gexec\n\\! id > {m}\n",
     "own-restrict-pair": "\\unrestrict K1\n\\! id > {m}\n",  # the header below holds \restrict K1
     "guessed-key": "\\unrestrict 0123456789abcdef\n\\! id > {m}\n",
@@ -216,10 +216,6 @@ def test_planted_mariadb_client_commands_never_run(run_module, mariadb_server, m
     plant_backup(root, "shop", payload.encode(), engine="mariadb", fmt="sql")
     verify_deep(run_module, root, "shop")
 
-    check = restore_latest(run_module, root, "shop", my_conn(mariadb_server, my_target), create_database=True,
-                           _check_mode=True)
-    assert check.rc == 0, check.describe()
-    assert {"--binary-mode", "--sandbox", "--local-infile=0"} <= set(check.result["command"])  # 10.11 has --sandbox
     res = restore_latest(run_module, root, "shop", my_conn(mariadb_server, my_target), create_database=True)
     assert res.failed, res.describe()
     tables = mariadb_server.sql("SELECT table_name FROM information_schema.tables WHERE table_schema = '%s'"
@@ -227,6 +223,9 @@ def test_planted_mariadb_client_commands_never_run(run_module, mariadb_server, m
     assert "sourced_ran" not in tables
     if "loot" in tables:
         assert mariadb_server.sql("SELECT count(*) FROM `%s`.loot" % my_target).strip() == "0"
+    check = restore_latest(run_module, root, "shop", my_conn(mariadb_server, my_target), _check_mode=True, force=True)
+    assert check.rc == 0, check.describe()
+    assert {"--binary-mode", "--sandbox", "--local-infile=0"} <= set(check.result["command"])  # 10.11 has --sandbox
 
 
 # -- tar: confined extraction ------------------------------------------------------------------------------
