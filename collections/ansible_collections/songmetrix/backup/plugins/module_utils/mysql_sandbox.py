@@ -27,7 +27,7 @@ import re
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
 from ansible_collections.songmetrix.backup.plugins.module_utils.procs import child_env, last_lines, run_capture
 
-OPTION_RE = re.compile(r"^\s+(?:-\w, )?--([a-z][a-z0-9-]*)", re.MULTILINE)
+OPTION_RE = re.compile(r"^\s+(?:-\S, )?--([a-z][a-z0-9-]*)", re.MULTILINE)
 
 
 def client_options(client):
