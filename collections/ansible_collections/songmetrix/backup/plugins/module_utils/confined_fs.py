@@ -40,8 +40,8 @@ def _syscall():
     except (OSError, AttributeError):
         return None
     call.restype = ctypes.c_long
-    how = _OpenHow(DIR_FLAGS, 0, RESOLVE_BENEATH)
-    fd = call(ctypes.c_long(SYS_OPENAT2), ctypes.c_int(-100), ctypes.c_char_p(b"."), ctypes.byref(how),
+    how = _OpenHow(O_PATH | os.O_DIRECTORY, 0, 0)
+    fd = call(ctypes.c_long(SYS_OPENAT2), ctypes.c_int(-100), ctypes.c_char_p(b"/"), ctypes.byref(how),
               ctypes.c_size_t(ctypes.sizeof(how)))  # -100: AT_FDCWD
     if fd < 0:
         return None  # ENOSYS (kernel < 5.6), EPERM/ENOSYS from a seccomp filter, or not Linux
@@ -118,11 +118,15 @@ def resolves_beneath(root_fd, path):
     its resolution leaves the root; None when the kernel cannot tell (no openat2)."""
     if _syscall() is None:
         return None
-    try:
-        fd = openat2(root_fd, path, O_PATH, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
-    except OSError as exc:
-        if exc.errno == errno.EXDEV:
-            return False
-        return True  # ENOENT (dangling inside), ELOOP (a loop of links inside): neither leaves the root
-    os.close(fd)
-    return True
+    for _attempt in range(10):
+        try:
+            fd = openat2(root_fd, path, O_PATH, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
+        except OSError as exc:
+            if exc.errno == errno.EAGAIN:
+                continue  # a rename elsewhere on the system raced the lookup: the kernel asks to retry
+            if exc.errno == errno.EXDEV:
+                return False
+            return True  # ENOENT (dangling inside), ELOOP (a loop of links inside): neither leaves the root
+        os.close(fd)
+        return True
+    return False

@@ -263,8 +263,8 @@ class PostgresqlTarget(object):
         workdir = create_private_dir(self.options.get("spool_dir"), "pg-directory-restore")
         limit = max_restore_size(self.options)
         try:
-            read(ThreadConsumer("extracting the directory-format archive", lambda f: extract_stream(
-                f, workdir, max_bytes=limit, files_only="a PostgreSQL directory-format archive")))
+            read(capped(ThreadConsumer("extracting the directory-format archive", lambda f: extract_stream(
+                f, workdir, max_bytes=limit, files_only="a PostgreSQL directory-format archive")), self.options))
             argv = self._argv(workdir)
             child = Child("pg_restore", argv, env=self._env(), stdout=subprocess.DEVNULL)
             message = child.failure(child.wait())
@@ -503,7 +503,7 @@ class FilesTarget(object):
             limit = max_restore_size(self.options)
             consumer = ThreadConsumer("extracting the archive", lambda f: extract_stream(
                 f, temp, max_bytes=limit, preserve_owner=self.preserve_owner))
-            read(consumer)
+            read(capped(consumer, self.options))
             self.warnings.extend(consumer.result[1])
             if not os.path.lexists(self.path):
                 umask = os.umask(0o022)
