@@ -13,7 +13,7 @@ loading client gets:
 - ``--sandbox`` (MariaDB clients of 10.5.25, 10.6.18, 10.11.8, 11.0.6, 11.1.5, 11.2.4, 11.4.2 and
   later): commands that reach files or the shell are errors, should binary mode let one through.
   mariadb-dump of those releases writes the line that enables it at the top of its dumps itself.
-- ``--commands=OFF`` (Oracle MySQL clients that list it in ``--help``, new in 2025's releases):
+- ``--commands=OFF`` (Oracle MySQL clients that list it in ``--help``; a recent addition to 8.0, 8.4 and 9.x):
   client commands off entirely.
 - ``--local-infile=0``: the client refuses LOAD DATA LOCAL INFILE. Its compiled-in default is not
   to be trusted: the MariaDB 10.11 client sends the file without it.
