@@ -48,3 +48,19 @@ def test_restore_asks_then_restores_the_newest_backup(tmp_path):
 
     proc = run_playbook(var_dir, "-e", "job=nope", "-e", "confirm=yes", playbook="playbooks/restore.yml")
     assert proc.returncode != 0 and "jobs on localhost: demo-sqlite, demo-files" in proc.stdout
+
+
+def test_restore_passes_max_restore_size_and_preserve_owner(tmp_path):
+    var_dir = tmp_path / "var"
+    run_playbook(var_dir, "-e", "job=demo-files", check=0)
+    target = tmp_path / "restored-files"
+    target_arg = ["-e", '{"restore_target": {"engine": "files", "path": "%s"}}' % target]
+
+    proc = run_playbook(var_dir, "-e", "job=demo-files", "-e", "confirm=yes", "-e", "max_restore_size=1K",
+                        *target_arg, playbook="playbooks/restore.yml")
+    assert proc.returncode != 0 and "more than max_restore_size (1024 bytes)" in proc.stdout, proc.stdout
+    assert not target.exists()
+
+    run_playbook(var_dir, "-e", "job=demo-files", "-e", "confirm=yes", "-e", "max_restore_size=1G",
+                 "-e", "preserve_owner=false", *target_arg, playbook="playbooks/restore.yml", check=0)
+    assert target.is_dir() and any(target.iterdir())

@@ -4,7 +4,9 @@ The artifact (the user's schemas and data) is restored by PostgresqlTarget (pg_r
 Before it, on request (target.supabase), the SQL attachments are applied with psql in this order:
 roles, managed-schema (for a plain PostgreSQL target, not a Supabase project: a project has
 these schemas), managed-data (auth users, storage records). Each attachment is read once,
-checked against its own SHA-256, decrypted and decompressed like the artifact.
+checked against its own SHA-256, decrypted and decompressed like the artifact, and fed to a
+psql in restricted mode (psql_sandbox): a meta-command planted in it fails the restore instead
+of running.
 
 A target database "is empty" when it has no relation outside the Supabase-managed schemas: a
 new Supabase project already has auth.users and friends.
@@ -16,11 +18,13 @@ import subprocess
 from ansible_collections.songmetrix.backup.plugins.module_utils import supabase_preset as preset
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
 from ansible_collections.songmetrix.backup.plugins.module_utils.procs import Child, last_lines
+from ansible_collections.songmetrix.backup.plugins.module_utils.psql_sandbox import RestrictedScript
 from ansible_collections.songmetrix.backup.plugins.module_utils.restore_targets import (
     PG_USER_RELATIONS,
     ChildWriter,
     PostgresqlTarget,
     _conninfo,
+    capped,
 )
 
 # Applied in this order, each only when asked for.
@@ -64,6 +68,8 @@ class SupabaseTarget(PostgresqlTarget):
                                       "turned off when the backup was taken)" % (option, role))
             self.apply.append(present[role])
         PostgresqlTarget.__init__(self, merged, options, record)
+        if self.apply and self.format != "plain":  # a plain artifact's psql is checked already
+            self.sandbox_psql()
         self.warnings = []
 
     def preflight(self):
@@ -80,7 +86,7 @@ class SupabaseTarget(PostgresqlTarget):
                           stdout=subprocess.DEVNULL)
             writer = _RolesWriter(child) if item["role"] == "roles" else ChildWriter(child)
             try:
-                open_item(item)(writer)
+                open_item(item)(capped(RestrictedScript(writer), self.options))
             except BackupError as exc:
                 raise BackupError("applying the %s attachment %s: %s"
                                   % (item["role"], item["key"], last_lines(str(exc))))

@@ -6,6 +6,10 @@ secrets). ``read(writer)`` streams the stored artifact, decompressed, into ``wri
 unless every stored byte matched the manifest's size and SHA-256. ``checked_before_visible``
 says whether a damaged artifact is caught before anything reaches the target without a
 separate verification read (files, SQLite and PostgreSQL directory format: yes).
+
+What a backup holds is untrusted (storage may have been written by someone else): SQL is loaded
+by sandboxed clients (psql_sandbox, mysql_sandbox), archives are extracted confined to their
+folder (restore_tar), and ``max_restore_size`` caps the bytes a backup may expand to.
 """
 
 import os
@@ -15,8 +19,10 @@ import subprocess
 import tempfile
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
-from ansible_collections.songmetrix.backup.plugins.module_utils.private_files import create_private_dir
+from ansible_collections.songmetrix.backup.plugins.module_utils.mysql_sandbox import sandbox_args
 from ansible_collections.songmetrix.backup.plugins.module_utils.pg_client import pg_restore_for
+from ansible_collections.songmetrix.backup.plugins.module_utils.private_files import create_private_dir
+from ansible_collections.songmetrix.backup.plugins.module_utils.psql_sandbox import RestrictedScript, sandboxed_psql
 from ansible_collections.songmetrix.backup.plugins.module_utils.procs import (
     Child,
     child_env,
@@ -31,7 +37,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.source_mysql imp
     _first_tool,
     defaults_file,
 )
-from ansible_collections.songmetrix.backup.plugins.module_utils.validation import no_control_chars
+from ansible_collections.songmetrix.backup.plugins.module_utils.validation import byte_size, no_control_chars
 
 CONNECTION_KEYS = ("host", "port", "user", "password", "database", "ssl_mode", "connect_timeout")
 FAMILIES = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql", "sqlite": "sqlite", "files": "files",
@@ -77,6 +83,44 @@ class ChildWriter(object):
         self.child.wait()
 
 
+class SizeCap(object):
+    """A pipeline writer in front of another that fails once more than ``limit`` bytes came through
+    (max_restore_size: a decompression bomb stops here)."""
+
+    def __init__(self, writer, limit):
+        self.writer = writer
+        self.limit = limit
+        self.count = 0
+
+    def write(self, data):
+        self.count += len(data)
+        if self.count > self.limit:
+            raise BackupError("the backup expands to more than max_restore_size (%d bytes): refused" % self.limit)
+        self.writer.write(data)
+
+    def finish(self):
+        if hasattr(self.writer, "finish"):
+            return self.writer.finish()
+        return None
+
+    def abort(self):
+        if hasattr(self.writer, "abort"):
+            self.writer.abort()
+
+
+def max_restore_size(options):
+    """max_restore_size in bytes, None when off."""
+    size = byte_size("max_restore_size", options.get("max_restore_size"))
+    if size == 0:
+        raise ValidationError("max_restore_size must be more than 0 bytes (leave it out for no limit)")
+    return size
+
+
+def capped(writer, options):
+    limit = max_restore_size(options)
+    return writer if limit is None else SizeCap(writer, limit)
+
+
 def _conninfo(database):
     """A libpq connection string naming only the database (a name with '=' is not parsed as one)."""
     return "dbname='%s'" % database.replace("\\", "\\\\").replace("'", "\\'")
@@ -120,7 +164,10 @@ class PostgresqlTarget(object):
         self.checked_before_visible = self.format == "directory"
         self.pg_restore = pg_restore_for(record, target.get("executable"), "target.executable")
         sibling = os.path.join(os.path.dirname(self.pg_restore), "psql")
+        self._psql_chosen = target.get("executable") and os.access(sibling, os.X_OK)
         self.psql = sibling if os.access(sibling, os.X_OK) else find_tool("psql", package_hint="postgresql-client")
+        if self.format == "plain":
+            self.sandbox_psql()
         self.exists = None
         self.command = self._argv("<extracted archive>" if self.format == "directory" else None)
 
@@ -128,6 +175,10 @@ class PostgresqlTarget(object):
         t = self.target
         return {"engine": t["engine"], "host": t.get("host"), "port": t.get("port"), "user": t.get("user"),
                 "database": self.database}
+
+    def sandbox_psql(self):
+        """Use a psql that has \\restrict for SQL from the backup, or refuse now, before anything is loaded."""
+        self.psql = sandboxed_psql(self.psql, "target.executable" if self._psql_chosen else None)
 
     def _env(self):
         t = self.target
@@ -204,12 +255,16 @@ class PostgresqlTarget(object):
         if self.format != "directory":
             child = Child(os.path.basename(self.command[0]), self.command, env=self._env(), stdin=subprocess.PIPE,
                           stdout=subprocess.DEVNULL)
-            read(ChildWriter(child))
+            writer = ChildWriter(child)
+            read(capped(RestrictedScript(writer) if self.format == "plain" else writer, self.options))
             return
-        # A directory-format backup is a tar in storage: extract it (checked), then pg_restore -j.
+        # A directory-format backup is a tar in storage: extract it (confined, files and folders only), then
+        # pg_restore -j.
         workdir = create_private_dir(self.options.get("spool_dir"), "pg-directory-restore")
+        limit = max_restore_size(self.options)
         try:
-            read(ThreadConsumer("extracting the directory-format archive", lambda f: extract_stream(f, workdir)))
+            read(capped(ThreadConsumer("extracting the directory-format archive", lambda f: extract_stream(
+                f, workdir, max_bytes=limit, files_only="a PostgreSQL directory-format archive")), self.options))
             argv = self._argv(workdir)
             child = Child("pg_restore", argv, env=self._env(), stdout=subprocess.DEVNULL)
             message = child.failure(child.wait())
@@ -217,6 +272,13 @@ class PostgresqlTarget(object):
                 raise BackupError(message)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _client_family(client):
+    rc, out, err = run_capture("mysql client", [client, "--version"])
+    if rc != 0:
+        raise BackupError("%s --version failed: %s" % (client, last_lines(err or out)))
+    return "mariadb" if "mariadb" in os.path.basename(client) or "mariadb" in out.lower() else "mysql"
 
 
 def _mysql_literal(text):
@@ -242,7 +304,8 @@ class MysqlTarget(object):
             raise ValidationError("single_transaction is not available for %s: a mysqldump file holds DDL "
                                   "(DROP/CREATE TABLE), which commits implicitly" % self.engine)
         self.client = _first_tool(CLIENT_TOOLS[self.engine], target.get("executable"))
-        self.family = None
+        self.family = _client_family(self.client)
+        self.sandbox = sandbox_args(self.client, self.family)  # refuses a client that cannot load SQL safely
         self.exists = None
         self.command = self._argv("N")
 
@@ -276,11 +339,6 @@ class MysqlTarget(object):
         return proc.stdout.decode("utf-8", errors="replace").strip()
 
     def preflight(self):
-        rc, out, err = run_capture("mysql client", [self.client, "--version"])
-        if rc != 0:
-            raise BackupError("%s --version failed: %s" % (self.client, last_lines(err or out)))
-        is_mariadb = "mariadb" in os.path.basename(self.client) or "mariadb" in out.lower()
-        self.family = "mariadb" if is_mariadb else "mysql"
         name = _mysql_literal(self.database)
         out = self._sql("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s;\n"
                         "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s;\n" % (name, name),
@@ -303,8 +361,8 @@ class MysqlTarget(object):
             self._sql("CREATE DATABASE `%s`;\n" % self.database.replace("`", "``"), "creating the database")
 
     def _argv(self, fd):
-        return [self.client, "--defaults-extra-file=/dev/fd/%s" % fd, "--default-character-set=utf8mb4",
-                "--database=%s" % self.database]
+        return ([self.client, "--defaults-extra-file=/dev/fd/%s" % fd, "--default-character-set=utf8mb4"]
+                + self.sandbox + ["--database=%s" % self.database])
 
     def load(self, read):
         fd = self._fd()
@@ -313,7 +371,7 @@ class MysqlTarget(object):
                           stdout=subprocess.DEVNULL, pass_fds=(fd,))
         finally:
             os.close(fd)
-        read(ChildWriter(child))
+        read(capped(ChildWriter(child), self.options))
 
 
 def _fsync_dir(path):
@@ -375,7 +433,7 @@ class SqliteTarget(object):
         try:
             with os.fdopen(fd, "wb") as handle:
                 writer = _FileWriter(handle)
-                read(writer)
+                read(capped(writer, self.options))
                 handle.flush()
                 os.fsync(handle.fileno())
             if writer.head != b"SQLite format 3\x00":
@@ -414,6 +472,7 @@ class FilesTarget(object):
             raise ValidationError("target.path (the folder to restore into) is required for engine files")
         _refuse(target, CONNECTION_KEYS, "files", "use target.path")
         self.path = os.path.abspath(target["path"])
+        self.preserve_owner = preserve_owner(options)
         self.warnings = []
 
     def describe(self):
@@ -441,8 +500,10 @@ class FilesTarget(object):
         parent, name = os.path.split(self.path)
         temp = tempfile.mkdtemp(prefix=".%s.restore-" % name, dir=parent)
         try:
-            consumer = ThreadConsumer("extracting the archive", lambda f: extract_stream(f, temp))
-            read(consumer)
+            limit = max_restore_size(self.options)
+            consumer = ThreadConsumer("extracting the archive", lambda f: extract_stream(
+                f, temp, max_bytes=limit, preserve_owner=self.preserve_owner))
+            read(capped(consumer, self.options))
             self.warnings.extend(consumer.result[1])
             if not os.path.lexists(self.path):
                 umask = os.umask(0o022)
@@ -464,6 +525,16 @@ class FilesTarget(object):
                 shutil.rmtree(temp, ignore_errors=True)
 
 
+def preserve_owner(options):
+    """Whether a files restore sets the archive's numeric owners: the option, by default when running as root."""
+    wanted = options.get("preserve_owner")
+    is_root = os.geteuid() == 0
+    if wanted and not is_root:
+        raise ValidationError("preserve_owner needs root (this restore runs as uid %d); leave it out or set it to "
+                              "false" % os.geteuid())
+    return is_root if wanted is None else bool(wanted)
+
+
 TARGETS = {"postgresql": PostgresqlTarget, "mysql": MysqlTarget, "mariadb": MysqlTarget, "sqlite": SqliteTarget,
            "files": FilesTarget}
 
@@ -477,6 +548,15 @@ def make_target(target, options, record):
     if FAMILIES.get(backup_engine) != FAMILIES[engine]:
         raise ValidationError("the backup is of engine %r: it cannot be restored into a %s target"
                               % (backup_engine, engine))
+    if options.get("preserve_owner") and engine != "files":
+        raise ValidationError("preserve_owner is for files targets, not %s" % engine)
+    limit = max_restore_size(options)
+    if limit is not None and engine in ("mongodb", "mssql"):
+        raise ValidationError("max_restore_size is not available for %s targets" % engine)
+    raw_size = record.get("raw_size")
+    if limit is not None and isinstance(raw_size, int) and raw_size > limit:
+        raise ValidationError("the backup's manifest says it expands to %d bytes, more than max_restore_size (%d "
+                              "bytes): nothing was restored" % (raw_size, limit))
     if engine == "mongodb":
         from ansible_collections.songmetrix.backup.plugins.module_utils.restore_mongodb import MongodbTarget
 

@@ -8,6 +8,8 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.errors import Va
 JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # One storage prefix segment: the same alphabet as job names; '..' and empty segments are refused.
 PREFIX_SEGMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+BYTE_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGTP]?)(?:I?B)?\s*$", re.I)
+BYTE_UNITS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4, "P": 1024 ** 5}
 
 
 def job_name(name):
@@ -78,3 +80,13 @@ def timestamp(label, text, end_of_day=False):
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)
     return moment.astimezone(datetime.timezone.utc)
+
+
+def byte_size(label, value):
+    """Bytes from an int or a size such as '10G', '512MiB', '1048576' (binary units); None or '' stays None."""
+    if value is None or value == "":
+        return None
+    match = BYTE_SIZE_RE.match(str(value))
+    if not match or isinstance(value, bool):
+        raise ValidationError("%s must be a number of bytes or a size like 512M or 10G, not %r" % (label, value))
+    return int(match.group(1)) * BYTE_UNITS[match.group(2).upper()]

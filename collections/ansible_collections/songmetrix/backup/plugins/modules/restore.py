@@ -18,7 +18,25 @@ description:
   - PostgreSQL custom format is loaded with C(pg_restore) reading the stream; plain format with
     C(psql); directory format (stored as a tar) is extracted into a temporary folder under
     O(spool_dir) and loaded with C(pg_restore), in parallel with O(jobs).
-  - MySQL/MariaDB backups are loaded with the C(mysql)/C(mariadb) client.
+  - What a backup holds is not trusted, whatever its manifest says (a manifest may pick the plain
+    format for a job that never used it). SQL is loaded by C(psql) in restricted mode
+    (C(\restrict) with a random key as its first input line), so psql refuses every
+    meta-command of the backup (C(\!), C(\o |cmd), C(\copy ... program), C(\i), C(\gexec), ...);
+    the restore fails with an error naming it and nothing of it runs. pg_dump's own
+    C(\restrict)/C(\unrestrict) pair (pg_dump 13.22, 14.19, 15.14, 16.10, 17.6 and later write
+    one) is dropped from the stream. This needs psql 13.22, 14.19, 15.14, 16.10, 17.6, 18 or later;
+    when the C(psql) found is older, the newest client under C(/usr/lib/postgresql/*/bin) or
+    C(/usr/pgsql-*/bin) that has it is used, else the task fails before the target is touched,
+    naming the releases to install. The same applies to the Supabase attachments (O(target.supabase)).
+  - MySQL/MariaDB backups are loaded with the C(mysql)/C(mariadb) client with C(--binary-mode)
+    (no client command of the backup, such as C(\!) or C(system), is run; a client without the
+    option is refused), C(--sandbox) where the MariaDB client has it, C(--commands=OFF) where
+    the MySQL client has it, and C(--local-infile=0) (a C(LOAD DATA LOCAL INFILE) of the backup
+    cannot read files of this host).
+  - The SQL itself runs with the privileges of O(target.user); server-side statements such as
+    C(COPY ... TO PROGRAM) (PostgreSQL superusers) or C(SELECT ... INTO OUTFILE) (MySQL C(FILE)
+    privilege) run on the database server. Restore backups you cannot authenticate with a user
+    that lacks those privileges.
   - MongoDB backups (mongodump archives) are loaded with C(mongorestore --archive) reading the
     stream; the connection string goes in a mode 0600 C(--config) file removed after the run. A
     database backup is restored with C(--nsInclude=<db>.*) (and C(--nsFrom)/C(--nsTo) when
@@ -35,10 +53,21 @@ description:
   - A SQLite backup is written to a temporary file beside O(target.path), synced and checked
     (header, C(PRAGMA quick_check), SHA-256), then renamed into place.
   - A files backup is extracted into a temporary folder beside O(target.path) and moved into place
-    only when complete. Absolute member names, C(..) components, links that point outside the
-    restored tree and members written through a symbolic link are refused, member by member,
-    before they are written. File modes and times are restored (not owners; setuid, setgid and
-    sticky bits are dropped); device files are skipped with a warning.
+    only when complete. The extraction is confined to that folder. Every file-system call is made
+    relative to a folder reached without following links (C(openat2) with C(RESOLVE_BENEATH) where
+    the kernel has it, else one C(O_NOFOLLOW) component at a time), so no member is written
+    through a symbolic link and a hard link's source must be a regular file restored before it,
+    reached without links. Absolute member names and C(..) components are refused; a symbolic
+    link must be relative, with C(..) components only at its start and no more of them than its
+    depth, so that it resolves inside the tree whatever later members add (each link is also
+    resolved beneath the folder by the kernel after the extraction). A refused member fails the
+    restore and O(target.path) is left as it was.
+  - File modes and times are restored; owners per O(preserve_owner). Without owners, setuid and
+    setgid bits are dropped and a warning names the entries; with owners, a warning names the
+    entries restored with those bits. Device files are skipped with a warning.
+  - A PostgreSQL directory-format archive may hold only regular files and folders; a symbolic or
+    hard link, FIFO or device in it is refused, as a data file that is a link would make
+    C(pg_restore) read any file of this host.
   - A size or SHA-256 mismatch always fails the task.
   - Secrets are passed to the client tools through the environment (PostgreSQL; C(SQLCMDPASSWORD) for
     SQL Server) or an inherited pipe read as an option file (MySQL/MariaDB), never on the command line.
@@ -332,6 +361,26 @@ options:
       - It is named C(.songmetrix-private-<pid>-pg-directory-restore-*) after the module process.
         One that a SIGKILLed run left behind is removed by a later run, once its process is gone.
     type: path
+  max_restore_size:
+    description:
+      - The most bytes a backup may expand to, decompressed, such as C(10G) or C(512M) (binary units;
+        a plain number is bytes). A backup whose manifest says more is refused before it is read;
+        one that expands to more while it is read (a decompression bomb, a lying manifest) fails
+        there. Files, SQLite and PostgreSQL directory-format restores are then left as they were;
+        a database loaded by C(psql), C(pg_restore) or the C(mysql)/C(mariadb) client may hold a
+        partial restore (use O(single_transaction) for PostgreSQL).
+      - Off when omitted. Not available for C(mongodb) and C(mssql) targets.
+    type: str
+  preserve_owner:
+    description:
+      - Files targets, set each entry's owner and group to the numeric uid and gid stored in the archive
+        (user and group names are not looked up), and keep setuid and setgid bits.
+      - Defaults to true when the module runs as root and false otherwise; true fails the task when not
+        running as root.
+      - Without it every entry belongs to the user running the restore and setuid/setgid bits are dropped.
+      - A backup that cannot be authenticated may hold setuid-root programs; the task's warning names every
+        entry restored with those bits.
+    type: bool
   verify_first:
     description:
       - For targets that cannot be rolled back (PostgreSQL custom and plain format, MySQL/MariaDB),
@@ -616,6 +665,8 @@ def main():
             jobs=dict(type="int"),
             single_transaction=dict(type="bool", default=False),
             spool_dir=dict(type="path"),
+            max_restore_size=dict(type="str"),
+            preserve_owner=dict(type="bool"),
             verify_first=dict(type="bool", default=True),
             scratch=dict(type="bool", default=False),
             assertions=dict(type="list", elements="str"),
