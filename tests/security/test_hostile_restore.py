@@ -413,6 +413,7 @@ def owned_tree():
 @pytest.mark.skipif(os.geteuid() != 0, reason="restoring owners needs root")
 @pytest.mark.parametrize("preserve_owner", [None, True, False])
 def test_owners_and_setid_bits(run_module, tmp_path, preserve_owner):
+    """A planted (unsigned) backup restored by root gets its owners, never its setuid/setgid bits."""
     root = tmp_path / "store"
     plant_backup(root, "tree", owned_tree(), engine="files", fmt="tar")
     target = tmp_path / "restored"
@@ -421,13 +422,35 @@ def test_owners_and_setid_bits(run_module, tmp_path, preserve_owner):
     assert res.rc == 0, res.describe()
     info = {name: os.lstat(target / name) for name in ("tool", "shared", "plain.txt")}
     warnings = " ".join(res.warnings)
+    assert stat.S_IMODE(info["tool"].st_mode) == 0o755 and stat.S_IMODE(info["shared"].st_mode) == 0o775
+    assert "setuid/setgid bits dropped" in warnings and "tool" in warnings and "shared" in warnings, warnings
     if preserve_owner is False:
         assert {(s.st_uid, s.st_gid) for s in info.values()} == {(0, 0)}
-        assert stat.S_IMODE(info["tool"].st_mode) == 0o755 and stat.S_IMODE(info["shared"].st_mode) == 0o775
-        assert "setuid/setgid bits dropped" in warnings and "tool" in warnings and "shared" in warnings, warnings
     else:  # root restores owners by default
         assert (info["tool"].st_uid, info["shared"].st_uid, info["plain.txt"].st_uid) == (0, 1234, 4321)
         assert (info["shared"].st_gid, info["plain.txt"].st_gid) == (1235, 4322)
-        assert stat.S_IMODE(info["tool"].st_mode) == 0o4755 and stat.S_IMODE(info["shared"].st_mode) == 0o2775
-        assert "restored with their setuid/setgid bits" in warnings and "tool" in warnings, warnings
+        assert "not signed by the job's key" in warnings, warnings
     assert stat.S_IMODE(info["plain.txt"].st_mode) == 0o640
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="restoring owners needs root")
+def test_a_signed_files_backup_keeps_owners_and_setid_bits(run_module, tmp_path):
+    signing = {"key": "setid-signing-key-" + "k" * 24}
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "tool").write_text("x\n")
+    os.chown(source / "tool", 0, 0)
+    os.chmod(source / "tool", 0o4755)
+    (source / "data").write_text("y\n")
+    os.chown(source / "data", 1234, 1235)
+    storage = dict(type="local", path=str(tmp_path / "store"))
+    res = run_module("dump", dict(job="tree", source=dict(engine="files", path=str(source)), storage=storage,
+                                  signing=signing))
+    assert res.rc == 0, res.describe()
+    target = tmp_path / "restored"
+    res = run_module("restore", dict(job="tree", latest=True, storage=storage, signing=signing,
+                                     target=dict(engine="files", path=str(target))))
+    assert res.rc == 0, res.describe()
+    assert stat.S_IMODE(os.lstat(target / "tool").st_mode) == 0o4755
+    assert (os.lstat(target / "data").st_uid, os.lstat(target / "data").st_gid) == (1234, 1235)
+    assert any("restored with their setuid/setgid bits" in w and "tool" in w for w in res.warnings)

@@ -50,12 +50,12 @@ def _check_selection(params):
 
 
 def _select(storage, params, prefix, before, keyring, warnings, now):
-    """(manifest key, record) of the backup to restore, its manifest read and checked."""
+    """(manifest key, record, signing.Verdict) of the backup to restore, its manifest read and checked."""
     if params.get("manifest_key"):
         key = params["manifest_key"]
         if layout.parse_manifest_key(key, prefix) is None:
             raise BackupError("%s is not a manifest key of this storage's layout (prefix %r)" % (key, prefix))
-        return key, _read_manifest(storage, key, keyring, params, warnings)
+        return (key,) + _read_manifest(storage, key, keyring, params, warnings)
     job = validation.job_name(params["job"])
     listing = catalog.list_backups(storage, prefix, job, params.get("kind"), until=before)
     future = [b for b in listing.backups if b.started > now]
@@ -70,7 +70,7 @@ def _select(storage, params, prefix, before, keyring, warnings, now):
             layout.job_folder(prefix, job))))
     if not keyring.enabled or params.get("allow_unauthenticated"):
         key = candidates[0].manifest_key
-        return key, _read_manifest(storage, key, keyring, params, warnings)
+        return (key,) + _read_manifest(storage, key, keyring, params, warnings)
     # With a key the newest backup the key signed, under its own name, is the latest: a planted newer one
     # and an old signed manifest copied under a newer name (a rollback) are passed over, by name.
     skipped = []
@@ -83,7 +83,7 @@ def _select(storage, params, prefix, before, keyring, warnings, now):
                 warnings.append("passed over %d newer backup(s) of job %s that are not signed by its key %s or "
                                 "not where it signed them: %s" % (len(skipped), job, keyring.key_id,
                                                                   "; ".join(skipped[:5])))
-            return backup.manifest_key, backup.record
+            return backup.manifest_key, backup.record, backup.verdict
         skipped.append(problem)
     raise BackupError("no backup of job %s is signed by its key %s; nothing was restored (%s)" % (
         job, keyring.key_id, "; ".join(skipped[:5])))
@@ -91,7 +91,7 @@ def _select(storage, params, prefix, before, keyring, warnings, now):
 
 def _read_manifest(storage, key, keyring, params, warnings):
     record, verdict = manifest.read(storage, key, keyring)
-    return _checked(record, verdict, key, params, warnings, keyring.enabled)
+    return _checked(record, verdict, key, params, warnings, keyring.enabled), verdict
 
 
 def _checked(record, verdict, key, params, warnings, signed_job=True):
@@ -184,9 +184,9 @@ def _mismatch(record, state):
                     record.get("sha256"))
 
 
-def _restore(storage, params, key, record, scratch, check_mode, decryptor):
+def _restore(storage, params, key, record, scratch, check_mode, decryptor, authenticated=False):
     target_params, options = (scratch.target_params, scratch.options) if scratch else (params["target"], params)
-    target = make_target(target_params, options, record)
+    target = make_target(target_params, options, record, authenticated=authenticated)
     actions = target.preflight()
     if scratch is not None and scratch.engine in restore_scratch.NAME_LIMITS and target.exists:
         raise BackupError("the scratch database %s exists already" % scratch.name, manifest_key=key)
@@ -287,12 +287,14 @@ def run_restore(params, check_mode=False):
     with opened_storage(params["storage"]) as storage:
         storage.preflight(create=False)
         now = datetime.datetime.now(datetime.timezone.utc)
-        key, record = _select(storage, params, prefix, before, keyring, warnings, now)
+        key, record, verdict = _select(storage, params, prefix, before, keyring, warnings, now)
         decryptor = _decryptor(record, params, key, warnings)
         scratch = None
         try:
             scratch = restore_scratch.Scratch(params, record, check_mode) if params.get("scratch") else None
-            result, counter, target = _restore(storage, params, key, record, scratch, check_mode, decryptor)
+            # Only a backup the job's key signed may bring back setuid/setgid files (owners restored as root).
+            result, counter, target = _restore(storage, params, key, record, scratch, check_mode, decryptor,
+                                               authenticated=keyring.enabled and verdict.ok)
         finally:
             if scratch is not None and scratch.tempdir and not params.get("keep_scratch"):
                 scratch.drop(None)

@@ -78,10 +78,11 @@ def _names(entries):
 class _Extraction(object):
     """One extraction into the folder open as ``root_fd``."""
 
-    def __init__(self, root_fd, max_bytes, preserve_owner, files_only):
+    def __init__(self, root_fd, max_bytes, preserve_owner, files_only, keep_setid=False):
         self.root_fd = root_fd
         self.max_bytes = max_bytes
         self.preserve_owner = preserve_owner
+        self.keep_setid = preserve_owner and keep_setid
         self.files_only = files_only
         self.written = 0
         self.entries = 0
@@ -113,11 +114,12 @@ class _Extraction(object):
 
     # -- attributes
     def mode(self, member):
-        """The mode to set: setuid/setgid kept only with owners restored; either way the entry is named."""
+        """The mode to set: setuid/setgid kept only with owners restored from a signed backup; either way the
+        entry is named."""
         mode = member.mode & 0o7777
         if mode & SETID_BITS:
             self.setid.append(member.name)
-            if not self.preserve_owner:
+            if not self.keep_setid:
                 mode &= ~SETID_BITS
         return mode
 
@@ -258,21 +260,26 @@ class _Extraction(object):
             finally:
                 os.close(fd)
         if self.setid:
-            if self.preserve_owner:
+            if self.keep_setid:
                 self.warnings.append("restored with their setuid/setgid bits (owners restored): %s"
+                                     % _names(self.setid))
+            elif self.preserve_owner:
+                # A setuid-root file from a backup anyone with storage access could have planted: not kept.
+                self.warnings.append("setuid/setgid bits dropped (the backup is not signed by the job's key): %s"
                                      % _names(self.setid))
             else:
                 self.warnings.append("setuid/setgid bits dropped (owners not restored): %s" % _names(self.setid))
 
 
-def extract_stream(fileobj, root, max_bytes=None, preserve_owner=False, files_only=None):
+def extract_stream(fileobj, root, max_bytes=None, preserve_owner=False, files_only=None, keep_setid=False):
     """Extract the tar stream ``fileobj`` into the existing folder ``root``; returns (entries, warnings).
 
-    ``max_bytes`` caps the bytes written; ``preserve_owner`` restores numeric owners (root only);
+    ``max_bytes`` caps the bytes written; ``preserve_owner`` restores numeric owners (root only), and with
+    ``keep_setid`` (the backup is signed by the job's key) setuid/setgid bits too;
     ``files_only`` (a description such as "a PostgreSQL directory-format archive") refuses every
     member but regular files and folders."""
     root_fd = os.open(root, confined_fs.DIR_FLAGS | confined_fs.NOFOLLOW)
-    job = _Extraction(root_fd, max_bytes, preserve_owner, files_only)
+    job = _Extraction(root_fd, max_bytes, preserve_owner, files_only, keep_setid)
     try:
         with tarfile.open(fileobj=fileobj, mode="r|") as tar:
             for member in tar:

@@ -465,9 +465,10 @@ class FilesTarget(object):
     checked_before_visible = True
     command = None
 
-    def __init__(self, target, options, record):
+    def __init__(self, target, options, record, authenticated=False):
         self.target = target
         self.options = options
+        self.authenticated = authenticated
         if not target.get("path"):
             raise ValidationError("target.path (the folder to restore into) is required for engine files")
         _refuse(target, CONNECTION_KEYS, "files", "use target.path")
@@ -502,7 +503,7 @@ class FilesTarget(object):
         try:
             limit = max_restore_size(self.options)
             consumer = ThreadConsumer("extracting the archive", lambda f: extract_stream(
-                f, temp, max_bytes=limit, preserve_owner=self.preserve_owner))
+                f, temp, max_bytes=limit, preserve_owner=self.preserve_owner, keep_setid=self.authenticated))
             read(capped(consumer, self.options))
             self.warnings.extend(consumer.result[1])
             if not os.path.lexists(self.path):
@@ -539,8 +540,11 @@ TARGETS = {"postgresql": PostgresqlTarget, "mysql": MysqlTarget, "mariadb": Mysq
            "files": FilesTarget}
 
 
-def make_target(target, options, record):
-    """The target for ``target.engine``; refuses a backup of another engine family."""
+def make_target(target, options, record, authenticated=False):
+    """The target for ``target.engine``; refuses a backup of another engine family.
+
+    ``authenticated``: the manifest is signed by the job's key (a files target then keeps setuid/setgid
+    bits where it restores owners)."""
     engine = target.get("engine")
     if engine not in FAMILIES:
         raise ValidationError("target.engine must be one of %s, not %r" % (", ".join(FAMILIES), engine))
@@ -569,4 +573,6 @@ def make_target(target, options, record):
         from ansible_collections.songmetrix.backup.plugins.module_utils.restore_supabase import SupabaseTarget
 
         return SupabaseTarget(target, options, record)
+    if engine == "files":
+        return FilesTarget(target, options, record, authenticated)
     return TARGETS[engine](target, options, record)

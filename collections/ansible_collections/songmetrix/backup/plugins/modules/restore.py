@@ -62,9 +62,9 @@ description:
     depth, so that it resolves inside the tree whatever later members add (each link is also
     resolved beneath the folder by the kernel after the extraction). A refused member fails the
     restore and O(target.path) is left as it was.
-  - File modes and times are restored; owners per O(preserve_owner). Without owners, setuid and
-    setgid bits are dropped and a warning names the entries; with owners, a warning names the
-    entries restored with those bits. Device files are skipped with a warning.
+  - File modes and times are restored; owners per O(preserve_owner). Setuid and setgid bits are kept
+    only with owners and only from a backup signed by O(signing)'s key; otherwise they are dropped.
+    Either way a warning names the entries. Device files are skipped with a warning.
   - A PostgreSQL directory-format archive may hold only regular files and folders; a symbolic or
     hard link, FIFO or device in it is refused, as a data file that is a link would make
     C(pg_restore) read any file of this host.
@@ -374,12 +374,13 @@ options:
   preserve_owner:
     description:
       - Files targets, set each entry's owner and group to the numeric uid and gid stored in the archive
-        (user and group names are not looked up), and keep setuid and setgid bits.
+        (user and group names are not looked up), and, for a backup signed by O(signing)'s key, keep setuid
+        and setgid bits.
       - Defaults to true when the module runs as root and false otherwise; true fails the task when not
         running as root.
       - Without it every entry belongs to the user running the restore and setuid/setgid bits are dropped.
-      - A backup that cannot be authenticated may hold setuid-root programs; the task's warning names every
-        entry restored with those bits.
+      - A backup that is not authenticated (no O(signing), or O(allow_unauthenticated)) may hold setuid-root
+        programs someone planted: their setuid/setgid bits are dropped, and the task's warning names them.
     type: bool
   verify_first:
     description:

@@ -167,11 +167,18 @@ def test_owners_restored_numerically_as_root(tmp_path, resolver):
     buf.seek(0)
     root = tmp_path / "root"
     root.mkdir()
-    _entries, warnings = extract_stream(buf, str(root), preserve_owner=True)
+    data = buf.getvalue()
+    _entries, warnings = extract_stream(io.BytesIO(data), str(root), preserve_owner=True, keep_setid=True)
     assert [(os.lstat(root / n).st_uid, os.lstat(root / n).st_gid) for n in "fdl"] == [(1234, 1235), (2345, 2346),
                                                                                        (3456, 3457)]
     assert stat.S_IMODE(os.stat(root / "f").st_mode) == 0o4755  # chown first, then the mode
     assert warnings == ["restored with their setuid/setgid bits (owners restored): f"]
+    # From a backup the job's key did not sign: owners yes, setuid/setgid bits no.
+    other = tmp_path / "unsigned"
+    other.mkdir()
+    _entries, warnings = extract_stream(io.BytesIO(data), str(other), preserve_owner=True)
+    assert os.lstat(other / "f").st_uid == 1234 and stat.S_IMODE(os.stat(other / "f").st_mode) == 0o755
+    assert warnings == ["setuid/setgid bits dropped (the backup is not signed by the job's key): f"]
 
 
 def test_check_symlink_rule():
