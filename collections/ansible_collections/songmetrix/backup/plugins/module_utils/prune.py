@@ -173,9 +173,9 @@ def _authenticate(settings, storage, considered, reasons, warnings, now):
         for backup in unsigned:
             if backup.manifest_key in kept:
                 reasons[backup.manifest_key] = ["unauthenticated"]
+        names = ", ".join(b.manifest_key for b in unsigned[:5])
         warnings.append("%d backup(s) of job %s are not signed by its key %s: the rules do not count them, so they "
-                        "cannot push a signed one out (%s)" % (len(unsigned), settings.job, keyring.key_id,
-                                                             ", ".join(b.manifest_key for b in unsigned[:5])))
+                        "cannot push a signed one out (%s)" % (len(unsigned), settings.job, keyring.key_id, names))
     for backup in bad:
         reasons[backup.manifest_key] = ["invalid signature"]
         warnings.append("%s is kept: %s; check it with songmetrix.backup.verify and remove it by hand" % (

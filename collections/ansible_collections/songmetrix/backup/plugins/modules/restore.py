@@ -73,7 +73,7 @@ description:
     SQL Server) or an inherited pipe read as an option file (MySQL/MariaDB), never on the command line.
   - Encrypted backups (see M(songmetrix.backup.dump)'s O(songmetrix.backup.dump#module:encryption)) are
     decrypted with O(decryption). With O(decryption) given, a backup that is not encrypted is refused
-    (unless O(allow_unencrypted)): this job encrypts, so a plain backup was not written by it.
+    (unless O(allow_unencrypted)), since this job encrypts and a plain backup was not written by it.
   - With O(signing), only a backup whose manifest the job's key signed is restored.
     O(latest) and O(before) never pick a backup dated after now (a planted backup dated 2030, a host
     with a wrong clock); such backups are named in a warning.

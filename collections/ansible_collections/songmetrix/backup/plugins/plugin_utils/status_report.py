@@ -107,8 +107,8 @@ def dense_horizon(retention, interval):
             continue
         if name == "keep_last":
             horizon = max(horizon, int(value) * interval)
-        elif name == "keep_within" or (name.startswith("keep_within_") and name[12:] in _PERIODS
-                                          and interval >= _PERIODS[name[12:]]):
+        elif name == "keep_within" or (
+                name.startswith("keep_within_") and name[12:] in _PERIODS and interval >= _PERIODS[name[12:]]):
             # keep_within keeps every run inside its window; keep_within_daily (say) one a day in it, which
             # is every run of a daily job or a slower one.
             try:

@@ -12,8 +12,8 @@ OLD_KEY = "o" * 32
 RECORD = {"job": "db", "format": "custom", "sha256": "ab" * 32, "started": "2026-11-23T02:00:00Z"}
 
 
-def signed(record=RECORD, key=KEY, kind="manifest"):
-    return signing.Keyring({"key": key}).encode(kind, record, manifest.encode)
+def signed(record=None, key=KEY, kind="manifest"):
+    return signing.Keyring({"key": key}).encode(kind, record or RECORD, manifest.encode)
 
 
 def check(data, key=KEY, verify_keys=None, kind="manifest"):
