@@ -15,7 +15,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.redact import (
 from ansible_collections.songmetrix.backup.plugins.module_utils.validation import job_name
 
 WEBHOOK_TYPES = ("slack", "discord", "teams", "json")
-EVENTS = ("start", "success", "failure")
+EVENTS = tuple(payloads.EVENT_STATUS)
 DEFAULT_ON = ["failure"]
 DEFAULT_TIMEOUT = 10
 LOG_FILE_MODE = 0o640
