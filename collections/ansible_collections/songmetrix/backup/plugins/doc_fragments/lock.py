@@ -34,7 +34,7 @@ options:
             user without C(XDG_RUNTIME_DIR) must set it. There is no fallback into a shared folder such as
             C(/tmp).
           - Each user has its own host locks. A storage lock left on this host by another user's run is
-            not taken for a leftover: it keeps the job locked until it is released or stale.
+            not taken for a leftover; it keeps the job locked until it is released or stale.
         type: path
       wait:
         description:
