@@ -269,6 +269,7 @@ def test_event_log_appends_json_lines(run_module, tmp_path):
     assert [(r["event"], r["status"]) for r in records] == [("start", "running"), ("failure", "failed")]
     assert records[1]["message"] == "line one\nline \"two\"" and records[1]["host"] == "h1"
     assert stat.S_IMODE(log.parent.stat().st_mode) & 0o027 == 0
+    assert stat.S_IMODE(log.parent.parent.stat().st_mode) & 0o027 == 0  # var/log too, not only the last level
 
 
 def test_bad_url_is_refused_before_anything_is_sent(run_module, rx, tmp_path):
