@@ -39,6 +39,7 @@ def open_private_dir(path, label):
     (they could plant a symlink there). The caller opens files relative to the returned fd, so a
     folder swapped after this check is never used.
     """
+    path = os.path.normpath(path)  # a trailing slash would make O_NOFOLLOW follow a symlink
     created = False
     try:
         os.mkdir(path, PRIVATE_DIR_MODE)

@@ -45,8 +45,9 @@ def test_a_private_dir_refuses_symlinks_other_owners_and_shared_modes(tmp_path):
     real = tmp_path / "real"
     real.mkdir(mode=0o700)
     (tmp_path / "link").symlink_to(real)
-    with pytest.raises(ValidationError, match="lock.dir .*link is a symbolic link"):
-        open_private_dir(str(tmp_path / "link"), "lock.dir")
+    for given in (str(tmp_path / "link"), str(tmp_path / "link") + "/"):
+        with pytest.raises(ValidationError, match="lock.dir .*link is a symbolic link"):
+            open_private_dir(given, "lock.dir")
     shared = tmp_path / "shared"
     shared.mkdir()
     os.chmod(str(shared), 0o1777)
