@@ -269,6 +269,7 @@ def test_event_log_appends_json_lines(run_module, tmp_path):
     assert [(r["event"], r["status"]) for r in records] == [("start", "running"), ("failure", "failed")]
     assert records[1]["message"] == "line one\nline \"two\"" and records[1]["host"] == "h1"
     assert stat.S_IMODE(log.parent.stat().st_mode) & 0o027 == 0
+    assert stat.S_IMODE(log.parent.parent.stat().st_mode) & 0o027 == 0  # var/log too, not only the last level
 
 
 def test_bad_url_is_refused_before_anything_is_sent(run_module, rx, tmp_path):
@@ -276,3 +277,27 @@ def test_bad_url_is_refused_before_anything_is_sent(run_module, rx, tmp_path):
                                   webhooks=[dict(type="json", url="ftp://example.com/" + PASSWORD)]))
     assert res.failed and "webhooks[0].url must be an http:// or https:// URL" in res.msg, res.describe()
     assert PASSWORD not in res.stdout and not (tmp_path / "e.jsonl").exists()
+
+
+def test_a_skipped_run_goes_to_the_log_ping_the_event_log_and_the_webhooks_that_ask_for_it(run_module, rx, tmp_path):
+    """`skipped`: a scheduled run found the job's lock held (roles/backup_schedule); it is recorded, not silent."""
+    log = tmp_path / "events.jsonl"
+    hooks = [dict(type="json", url=rx.url("/hook/json/T"), events=["failure", "skipped"]),
+             dict(type="slack", url=rx.url("/hook/slack/T"), events=["skipped"]),
+             dict(type="discord", url=rx.url("/hook/discord/T"))]  # default events: failure only
+    summary = "another run of job orders-db holds its lock; this run is skipped (2 in a row, alert after 3)"
+    res = notify(run_module, dict(job="orders-db", event="skipped", host="db1", summary=summary,
+                                  details=dict(consecutive_skips=2, alert_after=3), webhooks=hooks,
+                                  healthchecks=dict(url=rx.url("/ping/uuid")), event_log=str(log)))
+    assert res.rc == 0 and not res.result.get("warnings"), res.describe()
+    event = json.loads(only(rx.on("/hook/json/")).body)
+    assert (event["event"], event["status"], event["message"]) == ("skipped", "skipped", summary)
+    assert event["details"] == dict(consecutive_skips=2, alert_after=3)
+    slack = json.loads(only(rx.on("/hook/slack/")).body)
+    assert slack["blocks"][0]["text"]["text"] == ":warning: Backup SKIPPED: orders-db on db1"
+    assert rx.on("/hook/discord/") == []
+    ping = only(rx.on("/ping/"))
+    assert ping.path == "/ping/uuid/log"  # recorded in the check's events, its state unchanged
+    assert ping.text == "Backup SKIPPED: orders-db on db1\n%s\n" % summary
+    (line,) = [json.loads(x) for x in log.read_text().splitlines()]
+    assert (line["event"], line["status"], line["message"]) == ("skipped", "skipped", summary)

@@ -230,8 +230,10 @@ def test_units_cron_and_wrappers_are_written(fleet):
     # The cron job: its own file (no dot in the name), CRON_TZ first, the wrapper logging to a file.
     cron = (r / "etc/cron.d/songmetrix-backup-files_cron").read_text()
     assert cron.index('CRON_TZ="America/New_York"') < cron.index("15 3 * * mon-fri root ")
-    assert "%s/opt/songmetrix-backup/bin/songmetrix-backup-files.cron >>%s/var/log/songmetrix-backup/files.cron.log" \
-        % (r, r) in cron
+    entry = "%s/opt/songmetrix-backup/bin/songmetrix-backup-files.cron" % r
+    assert re.search(r"^15 3 \* \* mon-fri root %s$" % re.escape(entry), cron, re.M), cron
+    # the wrapper appends the run's output to the job's log itself (cron mails only a failure notice)
+    assert ">>%s/var/log/songmetrix-backup/files.cron.log 2>&1" % r in Path(entry).read_text()
     assert not (units / "songmetrix-backup-files.cron.timer").exists()
     # Permissions: the jobs file holds secrets.
     jobs_file = r / "etc/songmetrix-backup/jobs.yml"
@@ -275,7 +277,7 @@ def test_wrapper_runs_a_real_backup_and_flock_prevents_overlap(fleet):
     assert data["job"] == "demo-sqlite" and data["kind"] == "scheduled"
     assert not list((r / "backups").glob("files.cron*")), "only the named job runs"
     # A second run while the lock is held is skipped with exit status 75.
-    lock = r / "run/lock/songmetrix-backup-demo-sqlite.lock"
+    lock = r / "run/lock/demo-sqlite.wrapper.lock"
     holder = subprocess.Popen(["flock", str(lock), "sleep", "30"])
     try:
         for _ in range(50):

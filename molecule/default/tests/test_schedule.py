@@ -85,7 +85,7 @@ def test_cron_entries(host):
         wrapper = fields[6]
         assert wrapper == f"{BIN_DIR}/songmetrix-backup-{job['name']}"
         # one run of a job at a time: the wrapper takes the job's lock without waiting
-        assert re.search(r"^flock -n .*\$lock", host.file(wrapper).content_string, re.M)
+        assert re.search(r"^flock -n -E 75 9 ", host.file(wrapper).content_string, re.M)
         assert not host.file(f"{_unit(job)}.timer").exists
 
 
@@ -93,7 +93,10 @@ def test_wrapper_refuses_overlapping_runs(host):
     """While a run of the job holds its lock, a second start exits 75 at once and runs nothing."""
     jobs = _jobs(host, "cron") or _jobs(host, "systemd")
     job = jobs[0]["name"]
-    lock = f"/run/lock/songmetrix-backup-{job}.lock"
-    result = host.run(f"flock {lock} {BIN_DIR}/songmetrix-backup-{job}")
+    lock = f"/run/songmetrix-backup/{job}.wrapper.lock"  # root's 0700 folder (RuntimeDirectory= under systemd)
+    result = host.run(f"mkdir -p -m 0700 /run/songmetrix-backup && flock -o {lock} {BIN_DIR}/songmetrix-backup-{job}")
     assert result.rc == 75, result.stdout + result.stderr
-    assert "holds" in result.stderr
+    # a cron job's wrapper writes to the job's log when its output is not a terminal
+    log = host.file(f"/var/log/songmetrix-backup/{job}.log")
+    said = result.stderr + (log.content_string if log.exists else "")
+    assert "holds" in said and "this run is skipped (" in said

@@ -54,6 +54,10 @@ options:
       path:
         description:
           - The database file for C(sqlite), the directory for C(files).
+          - For C(files), symlinks are stored as links and never followed, and every entry is opened without
+            following a symlink. An entry that is replaced (by a symlink or another file, as another local
+            user could do while the backup runs) between the walk's look at it and its opening is skipped
+            with a warning naming it, never stored.
         type: path
       include:
         description:

@@ -1,14 +1,17 @@
 """Locks that keep two runs of one job from backing up at the same time.
 
-- HostLock: flock() on a file of this host (``lock.dir``, default /run/lock/songmetrix-backup).
+- HostLock: flock() on a file of this host in a private folder (``lock.dir``; default
+  /run/songmetrix-backup for root, $XDG_RUNTIME_DIR/songmetrix-backup for other users): owned by
+  the user, writable by nobody else, the file opened with O_NOFOLLOW (host_dirs.py), so another
+  local user can neither hold the lock nor turn it into a symlink that the run would truncate.
   Two runs of a job on one host: the second waits up to ``lock.wait`` seconds, then fails naming
   the first. The kernel releases the lock when its process ends, killed or not.
 - StorageLock: ``<prefix>/<job>/lock.json`` in the storage, for hosts that share a storage
   prefix. It is created with the storage's write that never replaces an existing object (local
   link(), S3 If-None-Match: *, SFTP rename), and holds owner, host, pid, acquired and expires.
   A lock past its ``expires`` (``lock.stale_after`` after it was taken) is stale: the next run
-  takes it over, with a warning. So is a lock left by this host: whoever holds the host lock
-  knows that no other run of the job on this host is alive.
+  takes it over, with a warning. So is a lock left by this host and user: whoever holds the host
+  lock knows that no other run of the job by this user on this host is alive.
 
 prune reads the storage lock (holder_of) and deletes nothing while a live one is held.
 
@@ -26,18 +29,19 @@ import json
 import os
 import re
 import socket
-import tempfile
 import time
 import uuid
 
 from ansible_collections.songmetrix.backup.plugins.module_utils import layout
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
+from ansible_collections.songmetrix.backup.plugins.module_utils.host_dirs import open_private_dir, open_private_file
 from ansible_collections.songmetrix.backup.plugins.module_utils.signing import Keyring
 from ansible_collections.songmetrix.backup.plugins.module_utils.storage import identity
 
 FORMAT_VERSION = 1
 SIGNED_KIND = "lock"  # what the signature says this record is
-DEFAULT_DIR = "/run/lock/songmetrix-backup"
+# root's lock folder: also the RuntimeDirectory= of the scheduled runs (roles/backup_schedule).
+DEFAULT_DIR = "/run/songmetrix-backup"
 DEFAULT_STALE_AFTER = "12h"
 POLL_SECONDS = 0.5
 _DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
@@ -122,27 +126,39 @@ def _utc_now():
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 
 
+def default_lock_dir():
+    """The lock folder when ``lock.dir`` is not set: root's /run/songmetrix-backup, else the user's
+    own runtime folder. Never a shared folder such as /tmp or /run/lock: another user could hold
+    or replace the lock there."""
+    if os.geteuid() == 0:
+        return DEFAULT_DIR
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or ""
+    if os.path.isabs(runtime):
+        return os.path.join(runtime, "songmetrix-backup")
+    raise ValidationError(
+        "lock.dir is not set and this user (uid %d) has no private runtime folder ($XDG_RUNTIME_DIR is not "
+        "set): set lock.dir to a folder that only this user can write, such as ~/.local/state/songmetrix-backup"
+        % os.geteuid())
+
+
 class HostLock(object):
     """flock() on <dir>/<job>-<storage id>.lock; the file names the holder for the message."""
 
     def __init__(self, directory, storage, prefix, job):
-        self.directory = directory or DEFAULT_DIR
+        self.directory = directory or default_lock_dir()
         scope = hashlib.sha256(("%s\n%s" % (identity(storage), prefix)).encode("utf-8")).hexdigest()[:12]
-        self.path = os.path.join(self.directory, "%s-%s.lock" % (job, scope))
+        self.name = "%s-%s.lock" % (job, scope)
+        self.path = os.path.join(self.directory, self.name)
         self.job = job
         self._fd = None
 
     def _open(self):
+        """The lock file, opened relative to the checked folder: no symlink is ever followed."""
+        dir_fd = open_private_dir(self.directory, "lock.dir")
         try:
-            os.makedirs(self.directory, 0o755, exist_ok=True)
-            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            if self.directory == DEFAULT_DIR and exc.errno in (errno.EACCES, errno.EPERM, errno.ENOENT, errno.EROFS):
-                # No /run/lock (a container, macOS) or not ours to write: the temp dir is per host too.
-                self.directory = os.path.join(tempfile.gettempdir(), "songmetrix-backup-locks")
-                self.path = os.path.join(self.directory, os.path.basename(self.path))
-                return self._open()
-            raise ValidationError("cannot open the lock file %s: %s" % (self.path, exc.strerror))
+            return open_private_file(dir_fd, self.name, "the lock file %s" % self.path)
+        finally:
+            os.close(dir_fd)
 
     def acquire(self, wait):
         fd = self._open()
@@ -221,7 +237,7 @@ class StorageLock(object):
     def acquire(self, wait, host_locked):
         """Take the lock, waiting up to ``wait`` seconds for a live holder; raises LockHeld.
 
-        ``host_locked``: this run holds the job's host lock, so a lock left by this host is stale.
+        ``host_locked``: this run holds the job's host lock, so a lock left by this host and user is stale.
         """
         deadline = time.monotonic() + wait
         taken_over = None
@@ -240,7 +256,9 @@ class StorageLock(object):
                     continue  # released in between: try again at once
                 if holder.get("token") == self.token and not holder.get("untrusted"):
                     break  # our own write went through before the error (a retried request)
-                left_here = host_locked and holder.get("host") == socket.gethostname()
+                # Host locks are per user (each user's own lock.dir): only this user's leftovers are known dead.
+                left_here = (host_locked and holder.get("host") == socket.gethostname()
+                             and holder.get("owner") == _user())
                 if is_stale(holder, now) or left_here:
                     if holder == taken_over:
                         raise  # deleted it once already and it is back: not ours to fight over
@@ -292,8 +310,8 @@ class LockSettings(object):
     def __init__(self, params):
         params = params or {}
         self.enabled = params.get("enabled") is not False
-        self.directory = params.get("dir") or DEFAULT_DIR
-        if not os.path.isabs(self.directory):
+        self.directory = params.get("dir") or (default_lock_dir() if self.enabled else None)
+        if self.directory and not os.path.isabs(self.directory):
             raise ValidationError("lock.dir must be an absolute path, not %r" % (self.directory,))
         self.wait = params.get("wait") or 0
         if not 0 <= self.wait <= 86400:

@@ -6,6 +6,7 @@ import socket
 
 from ansible_collections.songmetrix.backup.plugins.module_utils import notify_payloads as payloads
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
+from ansible_collections.songmetrix.backup.plugins.module_utils.host_dirs import make_dirs
 from ansible_collections.songmetrix.backup.plugins.module_utils.notify_webhooks import post
 from ansible_collections.songmetrix.backup.plugins.module_utils.redact import (
     redact_data,
@@ -15,7 +16,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.redact import (
 from ansible_collections.songmetrix.backup.plugins.module_utils.validation import job_name
 
 WEBHOOK_TYPES = ("slack", "discord", "teams", "json")
-EVENTS = ("start", "success", "failure")
+EVENTS = tuple(payloads.EVENT_STATUS)
 DEFAULT_ON = ["failure"]
 DEFAULT_TIMEOUT = 10
 LOG_FILE_MODE = 0o640
@@ -51,7 +52,7 @@ def append_event_log(path, line):
     data = (json.dumps(line, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
     parent = os.path.dirname(path)
     if parent and not os.path.isdir(parent):
-        os.makedirs(parent, 0o750)
+        make_dirs(parent, 0o750)  # every missing level 0750, not only the last
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), LOG_FILE_MODE)
     try:
         written = os.write(fd, data)

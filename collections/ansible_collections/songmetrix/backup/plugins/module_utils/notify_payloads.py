@@ -7,7 +7,9 @@ import datetime
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.redact import tail_chars, tail_utf8
 
-EVENT_STATUS = {"start": "running", "success": "ok", "failure": "failed"}
+# The events, in the order the notify module documents them. ``skipped``: a scheduled run found another
+# run of the job holding its lock and did nothing (roles/backup_schedule's wrapper).
+EVENT_STATUS = {"start": "running", "success": "ok", "failure": "failed", "skipped": "skipped"}
 # healthchecks.io ping body limit: 10 kB (the excess is dropped by the service from the end; we keep the tail).
 PING_BODY_LIMIT = 10000
 EVENT_VERSION = 1
@@ -22,6 +24,7 @@ _TITLES = {
     "start": "Backup started",
     "success": "Backup succeeded",
     "failure": "Backup FAILED",
+    "skipped": "Backup SKIPPED",
 }
 
 
@@ -149,7 +152,7 @@ def _slack_escape(text):
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-_SLACK_EMOJI = {"start": ":arrow_forward:", "success": ":white_check_mark:", "failure": ":x:"}
+_SLACK_EMOJI = {"start": ":arrow_forward:", "success": ":white_check_mark:", "failure": ":x:", "skipped": ":warning:"}
 
 
 def slack_payload(event):
@@ -169,7 +172,7 @@ def slack_payload(event):
 
 # --- Discord: webhook with content and one embed ----------------------------------------------------------
 
-_DISCORD_COLOUR = {"start": 0x1E88E5, "success": 0x2E7D32, "failure": 0xC62828}
+_DISCORD_COLOUR = {"start": 0x1E88E5, "success": 0x2E7D32, "failure": 0xC62828, "skipped": 0xF9A825}
 
 
 def discord_payload(event):
@@ -194,7 +197,7 @@ def discord_payload(event):
 
 # --- Microsoft Teams: Workflows webhook ("When a Teams webhook request is received"), Adaptive Card -------
 
-_TEAMS_COLOUR = {"start": "Accent", "success": "Good", "failure": "Attention"}
+_TEAMS_COLOUR = {"start": "Accent", "success": "Good", "failure": "Attention", "skipped": "Warning"}
 
 
 def teams_payload(event):
@@ -231,17 +234,22 @@ PAYLOADS = {
     "json": json_payload,
 }
 
-PING_SUFFIX = {"start": "/start", "success": "", "failure": "/fail"}
+# healthchecks.io: /log records a skipped run in the check's events without changing its state (the
+# missing success ping lets the check go down on its own schedule).
+PING_SUFFIX = {"start": "/start", "success": "", "failure": "/fail", "skipped": "/log"}
 
 
 def ping_body(event, log_text=None):
     """The healthchecks ping body (bytes): empty for start, a summary for success, and for a failure
-    the log excerpt (or the message) of at most PING_BODY_LIMIT bytes, keeping its tail."""
+    the log excerpt (or the message) of at most PING_BODY_LIMIT bytes, keeping its tail; a skipped run's
+    body is its title and message."""
     if event["event"] == "start":
         return b""
     if event["event"] == "success":
         return tail_utf8(summary(event), PING_BODY_LIMIT)
     parts = [title(event)]
+    if event["event"] == "skipped":
+        return tail_utf8("\n".join(parts + [event.get("message") or ""]).rstrip("\n") + "\n", PING_BODY_LIMIT)
     parts.extend("%s: %s" % (label, value) for label, value in facts(event) if label not in ("Job", "Host"))
     if event.get("message"):
         parts.extend(["", event["message"].rstrip("\n")])

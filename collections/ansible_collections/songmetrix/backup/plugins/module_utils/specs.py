@@ -223,7 +223,7 @@ DECRYPTION_OPTIONS = dict(
 
 LOCK_OPTIONS = dict(
     enabled=dict(type="bool", default=True),
-    dir=dict(type="path", default="/run/lock/songmetrix-backup"),
+    dir=dict(type="path"),  # default: job_lock.default_lock_dir(), per user
     wait=dict(type="int", default=0),
     stale_after=dict(type="str", default="12h"),
 )

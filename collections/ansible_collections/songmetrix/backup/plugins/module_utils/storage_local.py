@@ -4,6 +4,7 @@ import errno
 import os
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError, ValidationError
+from ansible_collections.songmetrix.backup.plugins.module_utils.host_dirs import make_dirs
 from ansible_collections.songmetrix.backup.plugins.module_utils.storage import (
     ObjectInfo,
     read_whole,
@@ -11,7 +12,7 @@ from ansible_collections.songmetrix.backup.plugins.module_utils.storage import (
 )
 
 FILE_MODE = 0o600
-DIR_MODE = 0o750
+DIR_MODE = 0o750  # every folder this storage creates, the root's missing parents and <prefix>/<job>/<YYYY>/... too
 
 
 def _fsync_dir(path):
@@ -128,7 +129,7 @@ class LocalStorage(object):
                 raise ValidationError("storage.path %s cannot be created or written (%s)" % (self.root, existing))
             return
         try:
-            os.makedirs(self.root, DIR_MODE, exist_ok=True)
+            make_dirs(self.root, DIR_MODE)
             probe = os.path.join(self.root, ".songmetrix-probe-%d" % os.getpid())
             fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
             os.close(fd)
@@ -142,7 +143,7 @@ class LocalStorage(object):
     def open_writer(self, key, metadata=None, size_hint=None):
         path = self.location(key)
         try:
-            os.makedirs(os.path.dirname(path), DIR_MODE, exist_ok=True)
+            make_dirs(os.path.dirname(path), DIR_MODE)
             return LocalArtifactWriter(path)
         except OSError as exc:
             raise BackupError("cannot write to %s: %s" % (os.path.dirname(path), _oserror_text(exc)))

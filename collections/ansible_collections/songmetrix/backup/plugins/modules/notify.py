@@ -4,14 +4,15 @@
 
 DOCUMENTATION = r"""
 module: notify
-short_description: Report a backup job's start, success or failure to webhooks, health pings and a JSON log
+short_description: Report a backup job's start, success, failure or skipped run to webhooks, health pings and a JSON log
 version_added: 0.5.0
 description:
   - Sends one job event to chat webhooks (Slack, Discord, Microsoft Teams), to generic JSON
     webhooks, and to a healthchecks.io-compatible ping URL, and appends one JSON line to an
     event log on the host.
   - "Health pings: C(start) goes to C(<url>/start), C(success) to C(<url>), C(failure) to
-    C(<url>/fail) with a log excerpt of at most 10 kB as body (its tail is kept). A job that
+    C(<url>/fail) with a log excerpt of at most 10 kB as body (its tail is kept), C(skipped) to
+    C(<url>/log) (recorded in the check's events without changing its state). A job that
     stops running at all is then noticed by the monitor's own schedule."
   - "Microsoft Teams: the payload is an Adaptive Card (version 1.4) in a C(message) envelope, as
     the Teams Workflows app (Power Automate, I(When a Teams webhook request is received)) expects.
@@ -33,10 +34,12 @@ options:
     type: str
     required: true
   event:
-    description: What happened to the job.
+    description:
+      - What happened to the job. C(skipped) is a scheduled run that found another run of the job
+        holding its lock and did nothing (the role C(backup_schedule) sends it for every such run).
     type: str
     required: true
-    choices: [start, success, failure]
+    choices: [start, success, failure, skipped]
   host:
     description: The host name reported; the target's host name when omitted.
     type: str
@@ -84,7 +87,7 @@ options:
             bare C(on) key as a boolean.
         type: list
         elements: str
-        choices: [start, success, failure]
+        choices: [start, success, failure, skipped]
         default: [failure]
       timeout:
         description: Seconds to wait for the connection and for the answer, per attempt.
@@ -111,7 +114,7 @@ options:
     description:
       - A file on the host to which one JSON line per event is appended (created with mode 0640,
         its directory with 0750). Keys are C(time) (UTC, ISO 8601), C(host), C(job), C(event),
-        C(status) (running, ok or failed), C(message), C(duration_seconds), C(raw_size),
+        C(status) (running, ok, failed or skipped), C(message), C(duration_seconds), C(raw_size),
         C(stored_size), C(manifest_key), C(engine), C(database), C(storage), C(sha256), C(kind).
     type: path
   fail_on_error:
@@ -226,10 +229,11 @@ would_log:
 
 from ansible_collections.songmetrix.backup.plugins.module_utils.errors import BackupError
 from ansible_collections.songmetrix.backup.plugins.module_utils.module_base import BackupModule
+from ansible_collections.songmetrix.backup.plugins.module_utils.notification import EVENTS as NOTIFY_EVENTS
 from ansible_collections.songmetrix.backup.plugins.module_utils.notification import run_notify
 from ansible_collections.songmetrix.backup.plugins.module_utils.redact import redact_data
 
-EVENTS = ["start", "success", "failure"]
+EVENTS = list(NOTIFY_EVENTS)
 
 
 def main():

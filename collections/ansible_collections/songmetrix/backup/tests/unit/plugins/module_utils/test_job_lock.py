@@ -94,3 +94,28 @@ def test_a_stale_lock_of_another_host_is_taken_over(tmp_path):
     lock.acquire(0, host_locked=False)
     assert "stale" in lock.warnings[0] and "elsewhere" in lock.warnings[0]
     assert job_lock.holder_of(storage, "", "app")["token"] == lock.token
+
+
+def test_the_default_lock_folder_is_private_to_the_user_never_shared(monkeypatch):
+    monkeypatch.setattr(job_lock.os, "geteuid", lambda: 0)
+    assert job_lock.default_lock_dir() == "/run/songmetrix-backup" == LockSettings(None).directory
+    monkeypatch.setattr(job_lock.os, "geteuid", lambda: 1000)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1000")
+    assert LockSettings({}).directory == "/run/user/1000/songmetrix-backup"
+    # No runtime folder of its own: a clear error naming lock.dir, no fallback into /tmp.
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    with pytest.raises(ValidationError, match=r"lock.dir is not set and this user \(uid 1000\) has no private"):
+        LockSettings({})
+    assert LockSettings({"dir": "/srv/locks"}).directory == "/srv/locks"
+    assert LockSettings({"enabled": False}).directory is None
+
+
+def test_a_storage_lock_of_another_user_on_this_host_is_not_taken_for_a_leftover(tmp_path, monkeypatch):
+    """Host locks are per user: holding ours says nothing about another user's run on this host."""
+    storage = LocalStorage(str(tmp_path))
+    holder = StorageLock(storage, "", "app", 3600)
+    holder.acquire(0, host_locked=True)
+    monkeypatch.setattr(job_lock, "_user", lambda: "someone-else")
+    with pytest.raises(LockHeld, match="locked by another run sharing its storage"):
+        StorageLock(storage, "", "app", 3600).acquire(0, host_locked=True)
+    holder.release()
