@@ -15,8 +15,9 @@ description:
     the C(backup_run) role (the fact C(backup_run_results)) across all hosts of a run, and sends one
     email when the playbook ends.
   - "The subject carries the overall status and counts, for example C([backup] FAILED 1/12 jobs - prod).
-    The status is FAILED when any job failed, else CHANGED when any job changed something (a new
-    backup was stored), else OK."
+    The status is FAILED when any job failed, else SKIPPED when a scheduled run was skipped because
+    another run of its job held the lock, else CHANGED when any job changed something (a new backup
+    was stored), else OK."
   - The mail has a text/plain and a text/html part (inline styles, no external assets) with a table
     per host, one row per host and job, failures first, columns status, job, engine, database, size,
     ratio, duration, storage key, sha256 prefix and error.
@@ -244,7 +245,8 @@ CENSORED_MSG = "details hidden (no_log)"
 STATUS_FAILED = "failed"
 STATUS_CHANGED = "changed"
 STATUS_OK = "ok"
-_RANK = {STATUS_OK: 0, STATUS_CHANGED: 1, STATUS_FAILED: 2}
+STATUS_SKIPPED = "skipped"  # a scheduled run that found its job locked by another run: nothing backed up
+_RANK = {STATUS_OK: 0, STATUS_CHANGED: 1, STATUS_SKIPPED: 2, STATUS_FAILED: 3}
 
 COLUMNS = (
     ("status", "Status"),
@@ -359,7 +361,7 @@ def cells(row, secrets=()):
 
 
 def counts(rows):
-    result = {STATUS_FAILED: 0, STATUS_CHANGED: 0, STATUS_OK: 0}
+    result = {STATUS_FAILED: 0, STATUS_SKIPPED: 0, STATUS_CHANGED: 0, STATUS_OK: 0}
     for row in rows:
         result[row["status"]] = result.get(row["status"], 0) + 1
     result["total"] = len(rows)
@@ -386,8 +388,9 @@ def subject(rows, prefix="[backup]", environment=""):
 def summary_line(rows):
     number = counts(rows)
     hosts = len({row["host"] for row in rows})
-    return "%d job(s) on %d host(s): %d failed, %d changed, %d ok" % (
-        number["total"], hosts, number[STATUS_FAILED], number[STATUS_CHANGED], number[STATUS_OK])
+    skipped = ", %d skipped" % number[STATUS_SKIPPED] if number[STATUS_SKIPPED] else ""
+    return "%d job(s) on %d host(s): %d failed%s, %d changed, %d ok" % (
+        number["total"], hosts, number[STATUS_FAILED], skipped, number[STATUS_CHANGED], number[STATUS_OK])
 
 
 def render_text(rows, secrets=(), environment="", when=None):
@@ -417,8 +420,9 @@ def render_text(rows, secrets=(), environment="", when=None):
 _STYLE_TABLE = "border-collapse:collapse;font-family:Arial,Helvetica,sans-serif;font-size:13px;margin-bottom:18px"
 _STYLE_TH = "text-align:left;background:#37474f;color:#ffffff;padding:4px 8px;border:1px solid #cfd8dc"
 _STYLE_TD = "padding:4px 8px;border:1px solid #cfd8dc;vertical-align:top"
-_ROW_BG = {STATUS_FAILED: "#ffebee", STATUS_CHANGED: "#ffffff", STATUS_OK: "#ffffff"}
-_STATUS_COLOR = {STATUS_FAILED: "#c62828", STATUS_CHANGED: "#2e7d32", STATUS_OK: "#2e7d32"}
+_ROW_BG = {STATUS_FAILED: "#ffebee", STATUS_SKIPPED: "#fff8e1", STATUS_CHANGED: "#ffffff", STATUS_OK: "#ffffff"}
+_STATUS_COLOR = {STATUS_FAILED: "#c62828", STATUS_SKIPPED: "#ef6c00", STATUS_CHANGED: "#2e7d32",
+                 STATUS_OK: "#2e7d32"}
 
 
 def render_html(rows, secrets=(), environment="", when=None, title=""):
@@ -583,6 +587,9 @@ def build_rows(steps, role_rows, unreachable, failed_hosts, last_failure):
                 # message of the step that failed ("dump: <message>").
                 row["errors"] = [message] + [e for e in row["errors"]
                                              if not e.endswith(CENSORED_MSG) and e.partition(": ")[2] != message]
+            elif record.get("skipped"):
+                row["status"] = worst(row["status"], STATUS_SKIPPED)
+                row["errors"].append(record.get("msg") or "skipped: another run held the job's lock")
             elif not check_mode and (record.get("manifest_key") or record.get("stored_size") is not None):
                 row["status"] = worst(row["status"], STATUS_CHANGED)
         if host in unreachable:

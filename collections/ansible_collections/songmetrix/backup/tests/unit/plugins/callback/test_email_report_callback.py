@@ -113,6 +113,22 @@ def test_role_record_is_the_source_of_truth_for_censored_steps():
     assert cell["sha256"] == "ab" * 6 and cell["database"] == "/srv/files"
 
 
+def test_a_skipped_run_is_its_own_status_not_ok():
+    """A scheduled run that found its job locked (roles/backup_schedule's wrapper) backed nothing up."""
+    role = {"h1": {
+        "pg": {"job": "pg", "failed": False, "skipped": True, "engine": "postgresql", "what": "orders",
+               "msg": "another run of job pg holds its lock; this scheduled run is skipped, 1 in a row"},
+        "files": {"job": "files", "failed": False, "engine": "files", "what": "/srv", "stored_size": 10,
+                  "manifest_key": "files/x.manifest.json", "check_mode": False},
+    }}
+    rows = er.build_rows({}, role, {}, set(), {})
+    by = {r["job"]: r for r in rows}
+    assert by["pg"]["status"] == "skipped" and "holds its lock" in by["pg"]["errors"][0]
+    assert er.subject(rows, "[backup]") == "[backup] SKIPPED 1/2 jobs"
+    assert er.summary_line(rows) == "2 job(s) on 1 host(s): 0 failed, 1 skipped, 1 changed, 0 ok"
+    assert [r["job"] for r in rows] == ["pg", "files"]  # before the changed one
+
+
 def test_module_results_without_role_and_synthetic_rows():
     steps = {
         "h1": [step("pg", "changed", engine="postgresql", database="orders", stored_size=10, raw_size=40,
