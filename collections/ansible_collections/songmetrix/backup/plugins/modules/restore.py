@@ -87,7 +87,7 @@ options:
   allow_unauthenticated:
     description:
       - With O(signing), restore a backup whose manifest the key did not sign (from before the job had a
-        key, or a planted one: know which), with a warning. For a person at a keyboard, never a schedule.
+        key, or a planted one; know which), with a warning. For a person at a keyboard, never a schedule.
     type: bool
     default: false
   allow_unencrypted:
@@ -380,7 +380,7 @@ options:
         running as root.
       - Without it every entry belongs to the user running the restore and setuid/setgid bits are dropped.
       - A backup that is not authenticated (no O(signing), or O(allow_unauthenticated)) may hold setuid-root
-        programs someone planted: their setuid/setgid bits are dropped, and the task's warning names them.
+        programs someone planted, so their setuid/setgid bits are dropped, and the task's warning names them.
     type: bool
   verify_first:
     description:
