@@ -6,13 +6,17 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
+from ansible_collections.songmetrix.backup.plugins.module_utils import layout, retention
 from ansible_collections.songmetrix.backup.plugins.module_utils.storage_local import LocalStorage
 from test_demo import manifests, run_playbook
 from tests.history import make_history
 
 pytestmark = pytest.mark.slow
 JOB = "demo-sqlite"
+DEMO_VARS = Path(__file__).resolve().parents[2] / "inventories" / "demo" / "group_vars" / "all.yml"
+DEMO_RETENTION = yaml.safe_load(DEMO_VARS.read_text())["songmetrix_backup_demo_retention"]
 
 
 @pytest.fixture
@@ -25,6 +29,11 @@ def old_history(var_dir, days=30):
     today = datetime.datetime.now(datetime.timezone.utc).replace(hour=2, minute=0, second=0, microsecond=0)
     stamps = [today - datetime.timedelta(days=n) for n in range(1, days + 1)]
     return make_history(LocalStorage(str(Path(var_dir) / "backups")), "", JOB, stamps)
+
+
+def started(manifest_path):
+    """The start time a stored manifest's key (<job>/<YYYY>/<MM>/<DD>/<name>) names."""
+    return layout.parse_manifest_key("/".join(manifest_path.parts[-5:]))["started"]
 
 
 def present(var_dir, backups):
@@ -53,10 +62,16 @@ def test_backup_prunes_after_success_and_stops_at_the_delete_fraction(var_dir):
     assert kept[:9] == history[:9]  # keep_last 10: the new backup and the 9 newest old ones
     assert history[-1] not in kept  # 30 days back is older than any of the 4 weekly periods
 
-    # Steady state: one more backup, one old backup goes, no force needed.
+    # Steady state: one more backup, and prune deletes what the policy says (usually one old backup; on
+    # a Tuesday none, as the weekly rule's oldest backup stays), with no force needed.
     proc = run_playbook(var_dir, "-e", "job=" + JOB, check=0)
     assert "prune     deleted" in proc.stdout, proc.stdout
-    assert len(manifests(var_dir, JOB)) <= len(left)
+    after = manifests(var_dir, JOB)
+    (new,) = set(after) - set(left)
+    expected = retention.plan([started(path) for path in left + [new]], DEMO_RETENTION, "UTC", started=lambda s: s,
+                              now=datetime.datetime.now(datetime.timezone.utc))
+    assert sorted(started(path) for path in after) == sorted(moment for moment, _why in expected.keep)
+    assert len(after) <= len(left) + 1
 
 
 def test_a_failed_backup_is_not_followed_by_a_prune(var_dir):
