@@ -12,13 +12,13 @@ import pytest
 from engine_helpers import check_artifact_matches_manifest, decompress_cmd, decompress_to, stored_files
 
 
-def make_db(path, journal_mode):
+def make_db(path, journal_mode, groups=2000):
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA journal_mode=%s" % journal_mode)
     conn.execute("CREATE TABLE pairs (grp INTEGER, side TEXT, payload TEXT)")
     conn.execute("CREATE INDEX pairs_grp ON pairs(grp)")
     conn.executemany("INSERT INTO pairs VALUES (?, ?, ?)",
-                     [(g, s, "p" * 200) for g in range(2000) for s in ("a", "b")])
+                     [(g, s, "p" * 200) for g in range(groups) for s in ("a", "b")])
     conn.commit()
     conn.close()
 
@@ -45,7 +45,9 @@ def test_sqlite_copy_goes_to_spool_dir_and_sweeps_what_a_killed_run_left(run_mod
     copy of a WAL database is in WAL mode, with newer SQLite libraries) in spool_dir; the next
     copy made there removes them, once their owner is gone and they are a minute old."""
     db = str(tmp_path / "app.sqlite3")
-    make_db(db, "wal")
+    # 16 MB: the copy lives for a good part of a second, long enough for the watcher below to see it on a
+    # loaded machine (a 1 MB copy came and went between two looks in one CI run).
+    make_db(db, "wal", groups=40000)
     spool = tmp_path / "spool"
     spool.mkdir()
     dead = subprocess.Popen(["true"])
