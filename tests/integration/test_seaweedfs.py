@@ -8,6 +8,8 @@ import os
 
 import pytest
 
+from tests.security.planting import next_second
+
 MIB = 1024 * 1024
 
 
@@ -33,12 +35,14 @@ def test_dump_verify_info_prune_round_trip(run_module, seaweedfs_server, seaweed
 
     made = []
     for _run in range(2):
+        next_second()  # backups of a job are named by the second they start
         res = run_module("dump", dict(job="files", source=source, storage=storage, compression="none"))
         assert res.rc == 0, res.describe()
         made.append(res.result["manifest_key"])
     small_dir = tmp_path / "small"
     small_dir.mkdir()
     (small_dir / "note.txt").write_text("small\n")
+    next_second()
     small = run_module("dump", dict(job="files", source=dict(engine="files", path=str(small_dir)),
                                     storage=storage, compression="zstd"))
     assert small.rc == 0, small.describe()  # one PutObject
